@@ -1,0 +1,558 @@
+/**
+ * The device daemon: wires identity, links, the packet switch, the routing
+ * protocols (one instance each: the RIB), the directory, the selection policy,
+ * the hypervisor (VMs) and the local control API.
+ *
+ * Main structures: `protocols` (id -> RoutingProtocol), `vms` (connection id ->
+ * VmHandle: one VM per vconn on this device, whatever its role), `vconns`
+ * (connections this device is the source of, with protocol, reason, path) and
+ * `fibs` (forwarding tables pushed to VMs). Decisions: protocol choice in
+ * `connect()` via policy.ts; spawn-or-drop for unknown connections in
+ * switch.ts; protocol timers are driven from `schedule()` (earliest deadline).
+ */
+import { mkdirSync } from 'node:fs';
+import type net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { randomBytes } from 'node:crypto';
+import { ControlServer } from '../control/index.ts';
+import type { ConnectRequest, ConnectionInfo, ControlHandler } from '../control/index.ts';
+import { loadOrCreateIdentity } from '../crypto/index.ts';
+import type { Identity } from '../crypto/index.ts';
+import { VmeshError, toVmeshError } from '../errors/index.ts';
+import type { ErrorCode } from '../errors/index.ts';
+import { LinkManager, tcpTransport } from '../link/index.ts';
+import type { Link, Transport } from '../link/index.ts';
+import { Counters, silentLogger } from '../observe/index.ts';
+import type { Logger } from '../observe/index.ts';
+import { ProtocolRegistry, builtinProtocols } from '../routing/index.ts';
+import type { RoutingAction, RoutingProtocol } from '../routing/index.ts';
+import { DEFAULT_VM_OPTIONS, Hypervisor } from '../vm/index.ts';
+import type { VmHandle, VmOptions, VmRecord, VmRole, VmToDevice } from '../vm/index.ts';
+import { FrameType, decodeControl, encodeControl } from '../wire/index.ts';
+import type { ConnectionId, DeviceId } from '../wire/index.ts';
+import { AppSession } from './app-session.ts';
+import type { DeviceConfig } from './config.ts';
+import { DIRECTORY_PROTOCOL_ID, Directory } from './directory.ts';
+import { ForwardingTables } from './fib.ts';
+import { selectProtocol } from './policy.ts';
+import { Switch } from './switch.ts';
+
+/** A connection this device is the source of. */
+export interface VconnRecord {
+  connection: ConnectionId;
+  app: string;
+  destination: DeviceId;
+  destinationName: string;
+  service: string;
+  protocol: string;
+  reason: string;
+  avoid: DeviceId[];
+  state: 'opening' | 'open' | 'closed' | 'failed';
+  error?: { code: ErrorCode; message: string };
+  openedAt: string;
+  setupMs?: number;
+  endedAt?: string;
+  /** Devices after this one up to the destination, from the trace (by id). */
+  forwardPath?: DeviceId[];
+  returnPath?: DeviceId[];
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+export interface DeviceOptions {
+  config: DeviceConfig;
+  logger?: Logger;
+  /** Link transport; default TCP. */
+  transport?: Transport;
+}
+
+export class Device implements ControlHandler {
+  readonly config: DeviceConfig;
+  readonly counters = new Counters();
+  private readonly logger: Logger;
+  private readonly transport: Transport;
+  private identity!: Identity;
+  private links!: LinkManager;
+  private directory!: Directory;
+  private switch!: Switch;
+  private control!: ControlServer;
+  private readonly registry = new ProtocolRegistry();
+  private readonly protocols = new Map<number, RoutingProtocol>();
+  private readonly hypervisor: Hypervisor;
+  private readonly fibs = new ForwardingTables();
+  private readonly vms = new Map<ConnectionId, VmHandle>();
+  private readonly vconns = new Map<ConnectionId, VconnRecord>();
+  private readonly sessions = new Map<ConnectionId, AppSession>();
+  private readonly vmOptions: VmOptions;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly startedAt = performance.now();
+  private stopping = false;
+
+  constructor(options: DeviceOptions) {
+    this.config = options.config;
+    this.logger = options.logger ?? silentLogger;
+    this.transport = options.transport ?? tcpTransport();
+    this.hypervisor = new Hypervisor(
+      {
+        maxVms: this.config.limits.maxVms,
+        vmHeapMb: this.config.limits.vmHeapMb,
+        maxQueuedBytes: this.config.limits.maxQueuedBytes,
+      },
+      this.logger,
+      this.counters,
+    );
+    const vm = this.config.vm;
+    this.vmOptions = {
+      ...DEFAULT_VM_OPTIONS,
+      ...Object.fromEntries(Object.entries(vm).filter(([, v]) => v !== undefined)),
+    };
+    for (const d of builtinProtocols()) this.registry.register(d);
+  }
+
+  get id(): DeviceId {
+    return this.identity.deviceId;
+  }
+
+  /** Starts links, protocols and the control socket. */
+  async start(): Promise<void> {
+    mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
+    this.identity = loadOrCreateIdentity(this.config.identity);
+    const names = this.config.protocols ?? this.registry.names();
+    for (const name of names) {
+      const d = this.registry.get(name);
+      const p = d.create({ self: this.id, random: Math.random });
+      this.protocols.set(p.id, p);
+    }
+    this.directory = new Directory(this.id, this.config.name);
+    this.switch = new Switch({
+      self: this.id,
+      counters: this.counters,
+      protocols: this.protocols,
+      vms: this.vms,
+      send: (to, bytes) => this.sendPacket(to, bytes),
+      spawn: (role, packet) => this.spawnForPacket(role, packet),
+    });
+    this.links = new LinkManager({
+      identity: this.identity,
+      name: this.config.name,
+      transport: this.transport,
+      listen: this.config.listen,
+      neighbours: this.config.neighbours,
+      logger: this.logger,
+      counters: this.counters,
+      options: { ...this.config.link, maxFrameBytes: this.config.limits.maxFrameBytes },
+    });
+    this.links.onLinkUp((link) => this.onLinkUp(link));
+    this.links.onLinkDown((link, reason) => this.onLinkDown(link, reason));
+    this.control = new ControlServer(this.config.control, this, this.logger);
+    await this.control.listen();
+    const now = performance.now();
+    for (const p of this.protocols.values()) this.run(p, p.start(now));
+    this.runDirectory(this.directory.start(now));
+    await this.links.start();
+    this.schedule();
+    this.logger.info(
+      { device: this.id, name: this.config.name, listen: this.links.listenAddress, control: this.config.control },
+      'device up',
+    );
+  }
+
+  /** Stops everything: VMs, links, control socket. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    for (const s of this.sessions.values()) s.error('VMESH_ERR_SHUTDOWN', 'the device is shutting down');
+    await this.hypervisor.stopAll('VMESH_ERR_SHUTDOWN', 'the device is shutting down');
+    await this.links.stop();
+    await this.control.close();
+    this.logger.info({ device: this.id }, 'device down');
+  }
+
+  get listenAddress(): string | undefined {
+    return this.links.listenAddress;
+  }
+
+  // ---- control plane ----------------------------------------------------------------------
+
+  private onLinkUp(link: Link): void {
+    const now = performance.now();
+    this.counters.inc('device.link.up');
+    this.logger.info({ neighbour: link.remoteName, id: link.remote, direction: link.direction }, 'link up');
+    link.onFrame((type, body) => this.onFrame(link, type, body));
+    for (const p of this.protocols.values()) this.run(p, p.linkUp(link.remote, 1, now));
+    this.runDirectory(this.directory.linkUp(link.remote, now));
+    this.fibs.refresh();
+    this.schedule();
+  }
+
+  private onLinkDown(link: Link, reason: string): void {
+    const now = performance.now();
+    this.logger.info({ neighbour: link.remoteName, reason }, 'link down');
+    for (const p of this.protocols.values()) this.run(p, p.linkDown(link.remote, now));
+    this.fibs.refresh();
+    this.schedule();
+  }
+
+  private onFrame(link: Link, type: number, body: Uint8Array): void {
+    if (type === FrameType.PACKET) {
+      this.switch.onPacket(link.remote, body);
+      return;
+    }
+    if (type !== FrameType.CONTROL) {
+      this.counters.inc('device.frames.dropped', { reason: 'unknown-frame-type' });
+      return;
+    }
+    let envelope;
+    try {
+      envelope = decodeControl(body);
+    } catch {
+      this.counters.inc('device.frames.dropped', { reason: 'malformed-control' });
+      return;
+    }
+    const now = performance.now();
+    if (envelope.protocol === DIRECTORY_PROTOCOL_ID) {
+      this.runDirectory(this.directory.receive(link.remote, envelope.type, envelope.body, now));
+      return;
+    }
+    const p = this.protocols.get(envelope.protocol);
+    if (p === undefined) {
+      this.counters.inc('device.frames.dropped', { reason: 'unknown-protocol' });
+      return;
+    }
+    this.run(p, p.receive(link.remote, { type: envelope.type, body: envelope.body }, now));
+    this.schedule();
+  }
+
+  private run(p: RoutingProtocol, actions: RoutingAction[]): void {
+    let changed = false;
+    for (const a of actions) {
+      if (a.type === 'routesChanged') changed = true;
+      else this.dispatch(p.id, a);
+    }
+    if (changed) {
+      this.counters.inc('routing.changes', { protocol: p.name });
+      this.fibs.refresh(p);
+    }
+  }
+
+  private runDirectory(actions: RoutingAction[]): void {
+    for (const a of actions) if (a.type !== 'routesChanged') this.dispatch(DIRECTORY_PROTOCOL_ID, a);
+  }
+
+  private dispatch(protocol: number, a: Exclude<RoutingAction, { type: 'routesChanged' }>): void {
+    const frame = encodeControl({ protocol, type: a.message.type, body: a.message.body });
+    if (a.type === 'send') {
+      this.links.link(a.to)?.send(FrameType.CONTROL, frame);
+      return;
+    }
+    for (const link of this.links.links()) {
+      if (link.remote !== a.except) link.send(FrameType.CONTROL, frame);
+    }
+  }
+
+  /** Drives every protocol's and the directory's timers from one timer at the earliest deadline. */
+  private schedule(): void {
+    if (this.stopping) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    let next = this.directory.nextDeadline();
+    for (const p of this.protocols.values()) next = Math.min(next, p.nextDeadline());
+    const delay = Math.max(0, Math.min(next - performance.now(), 60000));
+    this.timer = setTimeout(() => {
+      const now = performance.now();
+      for (const p of this.protocols.values()) if (p.nextDeadline() <= now) this.run(p, p.tick(now));
+      if (this.directory.nextDeadline() <= now) this.runDirectory(this.directory.tick(now));
+      this.schedule();
+    }, delay);
+  }
+
+  // ---- data plane ---------------------------------------------------------------------
+
+  private sendPacket(to: DeviceId, bytes: Uint8Array): void {
+    const link = this.links.link(to);
+    if (link === undefined) {
+      this.counters.inc('switch.dropped', { reason: 'no-link' });
+      return;
+    }
+    if (!link.send(FrameType.PACKET, bytes)) this.counters.inc('switch.dropped', { reason: 'link-refused' });
+    else this.counters.inc('switch.forwarded');
+  }
+
+  /** Called by the switch for a packet of a connection with no VM here. Throws VmeshError to refuse. */
+  private spawnForPacket(
+    role: Exclude<VmRole, 'source'>,
+    packet: { connection: ConnectionId; protocol: number; source: DeviceId; destination: DeviceId; avoid?: DeviceId[] },
+  ): VmHandle {
+    const protocol = this.protocols.get(packet.protocol);
+    if (protocol === undefined) {
+      throw new VmeshError('VMESH_ERR_UNKNOWN_PROTOCOL', `protocol ${packet.protocol} is not enabled here`);
+    }
+    return this.spawnVm(role, protocol, packet.connection, packet.source, packet.destination, packet.avoid ?? []);
+  }
+
+  private spawnVm(
+    role: VmRole,
+    protocol: RoutingProtocol,
+    connection: ConnectionId,
+    source: DeviceId,
+    destination: DeviceId,
+    avoid: DeviceId[],
+    open?: { service: string; app: string },
+  ): VmHandle {
+    const subscriber = { push: (fib: import('../routing/index.ts').ForwardingTable) => handle.post({ t: 'fib', fib }) };
+    const fib = this.fibs.subscribe(protocol, avoid, subscriber);
+    let handle: VmHandle;
+    try {
+      handle = this.hypervisor.spawn(
+        {
+          role,
+          connection,
+          protocol: protocol.id,
+          protocolName: protocol.name,
+          self: this.id,
+          source,
+          destination,
+          avoid,
+          fib,
+          options: this.vmOptions,
+          ...(open === undefined ? {} : { open }),
+          ...(role === 'destination' ? { services: this.config.expose } : {}),
+        },
+        {
+          onMessage: (msg, vm) => this.onVmMessage(vm, msg),
+          onExit: (vm, reason, code) => {
+            this.fibs.unsubscribe(subscriber);
+            if (this.vms.get(vm.record.connection) === vm) this.vms.delete(vm.record.connection);
+            this.onVmExit(vm, reason, code);
+          },
+        },
+      );
+    } catch (err) {
+      this.fibs.unsubscribe(subscriber);
+      throw err;
+    }
+    this.vms.set(connection, handle);
+    this.logger.info(
+      { role, connection, protocol: protocol.name, vm: handle.record.vmId, thread: handle.record.threadId },
+      'vm spawned',
+    );
+    return handle;
+  }
+
+  private onVmMessage(vm: VmHandle, msg: VmToDevice): void {
+    const connection = vm.record.connection;
+    const session = this.sessions.get(connection);
+    const vconn = this.vconns.get(connection);
+    switch (msg.t) {
+      case 'send':
+        for (const item of msg.items) this.sendPacket(item.peer, item.bytes);
+        break;
+      case 'app-open':
+        if (vconn !== undefined) {
+          vconn.state = 'open';
+          vconn.setupMs = Date.now() - Date.parse(vconn.openedAt);
+        }
+        this.pendingOpens.get(connection)?.(undefined);
+        break;
+      case 'app-data':
+        if (vconn !== undefined) vconn.bytesReceived += msg.data.length;
+        session?.data(msg.data);
+        break;
+      case 'app-end':
+        session?.end();
+        break;
+      case 'app-error':
+        this.failVconn(connection, msg.code, msg.message);
+        break;
+      case 'app-pause':
+        session?.pause();
+        break;
+      case 'app-resume':
+        session?.resume();
+        break;
+      case 'report':
+        if (vconn !== undefined) {
+          if (msg.report.forwardPath !== undefined) vconn.forwardPath = msg.report.forwardPath;
+          if (msg.report.returnPath !== undefined) vconn.returnPath = msg.report.returnPath;
+        }
+        break;
+      case 'log':
+        this.logger[msg.level]({ vm: vm.record.vmId, ...msg.fields }, msg.msg);
+        break;
+      case 'ready':
+      case 'done':
+        break;
+    }
+  }
+
+  private onVmExit(vm: VmHandle, reason: string, code: ErrorCode | undefined): void {
+    const connection = vm.record.connection;
+    this.logger.info({ role: vm.record.role, connection, vm: vm.record.vmId, reason }, 'vm ended');
+    if (vm.record.role !== 'source') return;
+    if (code !== undefined) this.failVconn(connection, code, `VM ended: ${reason}`);
+    const vconn = this.vconns.get(connection);
+    if (vconn !== undefined && vconn.state !== 'failed') {
+      vconn.state = 'closed';
+      vconn.endedAt = new Date().toISOString();
+    }
+    this.sessions.get(connection)?.close();
+    this.sessions.delete(connection);
+  }
+
+  private failVconn(connection: ConnectionId, code: ErrorCode, message: string): void {
+    const vconn = this.vconns.get(connection);
+    if (vconn !== undefined && vconn.state !== 'failed' && vconn.state !== 'closed') {
+      vconn.state = 'failed';
+      vconn.error = { code, message };
+      vconn.endedAt = new Date().toISOString();
+      this.counters.inc('vconn.failed', { code });
+    }
+    const pending = this.pendingOpens.get(connection);
+    if (pending !== undefined) pending(new VmeshError(code, message));
+    else this.sessions.get(connection)?.error(code, message);
+  }
+
+  // ---- control API ----------------------------------------------------------------------
+
+  private readonly pendingOpens = new Map<ConnectionId, (err: VmeshError | undefined) => void>();
+
+  /** Claim 1 (a): an app's request for a connection. */
+  connect(request: ConnectRequest, socket: net.Socket, rest: Buffer): void {
+    const session = new AppSession(socket, rest, this.counters);
+    let connection: ConnectionId | undefined;
+    try {
+      const destination = this.directory.resolve(request.to);
+      if (destination === undefined) {
+        throw new VmeshError('VMESH_ERR_UNKNOWN_DEVICE', `no device named "${request.to}" is known here`);
+      }
+      if (destination === this.id) {
+        throw new VmeshError('VMESH_ERR_UNKNOWN_DEVICE', `"${request.to}" is this device; connect to the service directly`);
+      }
+      const siblings = [...this.vconns.values()]
+        .filter((v) => v.app === request.app && v.destination === destination && (v.state === 'open' || v.state === 'opening'))
+        .map((v) => ({ connection: v.connection, protocol: v.protocol, relays: this.relaysOf(v) }));
+      const selection = selectProtocol(this.config.policy, {
+        app: request.app,
+        destination,
+        ...(request.protocol === undefined ? {} : { protocol: request.protocol }),
+        protocols: [...this.protocols.values()],
+        siblings,
+        nameOf: (d) => this.directory.nameOf(d) ?? d.slice(0, 8),
+      });
+      connection = randomBytes(8).toString('hex');
+      const record: VconnRecord = {
+        connection,
+        app: request.app,
+        destination,
+        destinationName: this.directory.nameOf(destination) ?? destination,
+        service: request.service,
+        protocol: selection.protocol.name,
+        reason: selection.reason,
+        avoid: selection.avoid,
+        state: 'opening',
+        openedAt: new Date().toISOString(),
+        bytesSent: 0,
+        bytesReceived: 0,
+      };
+      this.predicted.set(connection, (selection.route.path ?? []).slice(1, -1));
+      this.vconns.set(connection, record);
+      this.counters.inc('vconn.opened', { protocol: selection.protocol.name });
+      this.logger.info(
+        { connection, app: request.app, to: record.destinationName, protocol: record.protocol, reason: record.reason },
+        'connection requested',
+      );
+      const id = connection;
+      const vm = this.spawnVm('source', selection.protocol, id, this.id, destination, selection.avoid, {
+        service: request.service,
+        app: request.app,
+      });
+      this.sessions.set(id, session);
+      this.pendingOpens.set(id, (err) => {
+        this.pendingOpens.delete(id);
+        if (err !== undefined) {
+          socket.end(`${JSON.stringify({ ok: false, error: err.toJSON() })}\n`);
+          return;
+        }
+        const info: ConnectionInfo = {
+          connection: id,
+          destination,
+          destinationName: record.destinationName,
+          service: record.service,
+          app: record.app,
+          protocol: record.protocol,
+          reason: record.reason,
+          avoid: record.avoid.map((a) => this.directory.nameOf(a) ?? a),
+          setupMs: record.setupMs ?? 0,
+        };
+        socket.write(`${JSON.stringify({ ok: true, connection: info })}\n`);
+        session.attach(
+          {
+            write: (data) => {
+              record.bytesSent += data.length;
+              vm.post({ t: 'app-write', data });
+            },
+            end: () => vm.post({ t: 'app-end' }),
+            consumed: (bytes) => vm.post({ t: 'app-consumed', bytes }),
+            abort: () => vm.post({ t: 'app-abort', code: 'VMESH_ERR_CONN_RESET', message: 'the app closed its stream' }),
+          },
+          this.counters,
+        );
+      });
+      socket.once('close', () => {
+        if (this.pendingOpens.has(id)) vm.post({ t: 'app-abort', code: 'VMESH_ERR_CONN_RESET', message: 'the app went away' });
+      });
+    } catch (err) {
+      const e = toVmeshError(err);
+      this.counters.inc('vconn.refused', { code: e.code });
+      if (connection !== undefined) this.vconns.delete(connection);
+      socket.end(`${JSON.stringify({ ok: false, error: e.toJSON() })}\n`);
+    }
+  }
+
+  private readonly predicted = new Map<ConnectionId, DeviceId[]>();
+
+  /** Relays of a vconn: from its trace once known, else the route predicted at selection time. */
+  private relaysOf(v: VconnRecord): DeviceId[] {
+    if (v.forwardPath !== undefined) return v.forwardPath.filter((d) => d !== v.destination);
+    return this.predicted.get(v.connection) ?? [];
+  }
+
+  resolve(name: string): unknown {
+    const device = this.directory.resolve(name);
+    if (device === undefined) throw new VmeshError('VMESH_ERR_UNKNOWN_DEVICE', `no device named "${name}" is known here`);
+    return { device, name: this.directory.nameOf(device) };
+  }
+
+  status(): unknown {
+    const now = performance.now();
+    const nameOf = (d: DeviceId): string => this.directory.nameOf(d) ?? d.slice(0, 8);
+    return {
+      device: {
+        id: this.id,
+        name: this.config.name,
+        listen: this.listenAddress ?? null,
+        control: this.config.control,
+        uptimeMs: Math.round(now - this.startedAt),
+        protocols: [...this.protocols.values()].map((p) => p.name),
+        policy: this.config.policy,
+        services: Object.keys(this.config.expose),
+      },
+      links: this.links.links().map((l) => ({
+        neighbour: l.remote,
+        name: l.remoteName,
+        direction: l.direction,
+        rttMs: l.rttMs ?? null,
+      })),
+      directory: this.directory.list().map((e) => ({ device: e.device, name: e.name })),
+      routing: [...this.protocols.values()].map((p) => p.snapshot(now)),
+      vms: this.hypervisor.records().map((r: VmRecord) => ({ ...r, sourceName: nameOf(r.source), destinationName: nameOf(r.destination) })),
+      vconns: [...this.vconns.values()].map((v) => ({
+        ...v,
+        avoidNames: v.avoid.map(nameOf),
+        forwardPathNames: v.forwardPath?.map(nameOf),
+        returnPathNames: v.returnPath?.map(nameOf),
+      })),
+      counters: this.counters.snapshot(),
+    };
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * A testbed of devices as separate processes on 127.0.0.1: writes one config
+ * per device into a folder, starts `vmesh up` for each, waits until every
+ * control socket answers and routes have converged, and stops (or kills)
+ * them. Used by `vmesh demo` and the integration tests; the scenario runner
+ * of a later issue builds on it.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { controlRequest } from '../control/index.ts';
+import { VmeshError } from '../errors/index.ts';
+
+export interface TestbedDeviceSpec {
+  name: string;
+  /** Names of devices this one dials. */
+  dials?: string[];
+  /** Services: name -> "host:port". */
+  expose?: Record<string, string>;
+  /** Extra config fields (merged). */
+  extra?: Record<string, unknown>;
+}
+
+export interface TestbedDevice {
+  name: string;
+  config: string;
+  control: string;
+  listen: string;
+  process: ChildProcess;
+  /** Everything the process printed (bounded). */
+  output: () => string;
+  /** Resolves with the exit code (or signal name) once the process exited. */
+  exited: Promise<number | string>;
+}
+
+export interface Testbed {
+  dir: string;
+  devices: Map<string, TestbedDevice>;
+  device(name: string): TestbedDevice;
+  status(name: string): Promise<DeviceStatus>;
+  /** Waits until every device knows every other by name and every protocol has a route to each. */
+  converged(timeoutMs?: number): Promise<void>;
+  /** SIGKILLs one device. */
+  kill(name: string): Promise<void>;
+  /** SIGTERMs every device still running and waits; returns exit codes by name. */
+  stop(): Promise<Map<string, number | string>>;
+}
+
+/** The parts of a device's status the testbed and the demo read. */
+export interface DeviceStatus {
+  device: { id: string; name: string; protocols: string[] };
+  links: { neighbour: string; name: string }[];
+  directory: { device: string; name: string }[];
+  routing: { protocol: string; routes: { destination: string; nextHop: string; hops: number }[] }[];
+  vms: {
+    vmId: string;
+    role: string;
+    connection: string;
+    protocol: string;
+    threadId: number;
+    endedAt?: string;
+    endReason?: string;
+  }[];
+  vconns: {
+    connection: string;
+    app: string;
+    protocol: string;
+    reason: string;
+    state: string;
+    setupMs?: number;
+    error?: { code: string; message: string };
+    forwardPathNames?: string[];
+    returnPathNames?: string[];
+    avoidNames: string[];
+  }[];
+  counters: Record<string, number>;
+}
+
+/** A free TCP port on 127.0.0.1 (bound then released). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as net.AddressInfo).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** How to run the CLI: compiled when this module is compiled, through tsx when it runs from source. */
+function cliCommand(): { command: string; args: string[] } {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) {
+    return { command: process.execPath, args: ['--import', 'tsx', fileURLToPath(new URL('../cli/main.ts', here))] };
+  }
+  return { command: process.execPath, args: [fileURLToPath(new URL('../cli/main.js', here))] };
+}
+
+export async function startTestbed(
+  dir: string,
+  specs: TestbedDeviceSpec[],
+  options: { logLevel?: string; readyTimeoutMs?: number } = {},
+): Promise<Testbed> {
+  mkdirSync(dir, { recursive: true });
+  const listen = new Map<string, string>();
+  for (const s of specs) listen.set(s.name, `127.0.0.1:${await freePort()}`);
+  const devices = new Map<string, TestbedDevice>();
+  const cli = cliCommand();
+  for (const s of specs) {
+    const deviceDir = join(dir, s.name);
+    mkdirSync(deviceDir, { recursive: true });
+    const config = {
+      name: s.name,
+      stateDir: deviceDir,
+      listen: listen.get(s.name),
+      neighbours: (s.dials ?? []).map((n) => {
+        const address = listen.get(n);
+        if (address === undefined) throw new VmeshError('VMESH_ERR_CONFIG', `testbed: unknown device ${n}`);
+        return address;
+      }),
+      expose: s.expose ?? {},
+      log: { level: options.logLevel ?? 'info' },
+      ...s.extra,
+    };
+    const configPath = join(deviceDir, 'config.yaml');
+    writeFileSync(configPath, stringify(config));
+    const child = spawn(cli.command, [...cli.args, 'up', '--config', configPath], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NO_COLOR: '1' },
+    });
+    let out = '';
+    const keep = (chunk: Buffer): void => {
+      out += chunk.toString('utf8');
+      if (out.length > 1_000_000) out = out.slice(-500_000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    const exited = new Promise<number | string>((resolve) => {
+      child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+    });
+    devices.set(s.name, {
+      name: s.name,
+      config: configPath,
+      control: join(deviceDir, 'control.sock'),
+      listen: listen.get(s.name) as string,
+      process: child,
+      output: () => out,
+      exited,
+    });
+  }
+
+  const testbed: Testbed = {
+    dir,
+    devices,
+    device(name) {
+      const d = devices.get(name);
+      if (d === undefined) throw new VmeshError('VMESH_ERR_UNKNOWN_DEVICE', `testbed has no device ${name}`);
+      return d;
+    },
+    async status(name) {
+      return (await controlRequest(testbed.device(name).control, { op: 'status' }, 5000)) as unknown as DeviceStatus;
+    },
+    async converged(timeoutMs = 20000) {
+      const names = [...devices.keys()].filter((n) => devices.get(n)?.process.exitCode === null);
+      await waitFor(async () => {
+        for (const n of names) {
+          const s = await testbed.status(n);
+          const known = new Set(s.directory.map((e) => e.name));
+          if (!names.every((m) => known.has(m))) return false;
+          const ids = s.directory.filter((e) => e.name !== n && names.includes(e.name)).map((e) => e.device);
+          for (const r of s.routing) {
+            const dests = new Set(r.routes.map((x) => x.destination));
+            if (!ids.every((id) => dests.has(id))) return false;
+          }
+        }
+        return true;
+      }, timeoutMs, 'routes to converge');
+    },
+    async kill(name) {
+      const d = testbed.device(name);
+      d.process.kill('SIGKILL');
+      await d.exited;
+    },
+    async stop() {
+      const codes = new Map<string, number | string>();
+      for (const d of devices.values()) if (d.process.exitCode === null && d.process.signalCode === null) d.process.kill('SIGTERM');
+      for (const d of devices.values()) {
+        const timer = setTimeout(() => d.process.kill('SIGKILL'), 10000);
+        codes.set(d.name, await d.exited);
+        clearTimeout(timer);
+      }
+      return codes;
+    },
+  };
+
+  try {
+    await waitFor(
+      async () => {
+        for (const d of devices.values()) {
+          if (d.process.exitCode !== null) {
+            throw new VmeshError('VMESH_ERR_INTERNAL', `device ${d.name} exited at start:\n${d.output().slice(-2000)}`);
+          }
+          try {
+            await controlRequest(d.control, { op: 'status' }, 2000);
+          } catch {
+            return false;
+          }
+        }
+        return true;
+      },
+      options.readyTimeoutMs ?? 20000,
+      'devices to start',
+    );
+  } catch (err) {
+    await testbed.stop();
+    throw err;
+  }
+  return testbed;
+}
+
+/** Polls `check` every 100 ms until it returns true; throws VMESH_ERR_TIMEOUT after `timeoutMs`. */
+export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) throw new VmeshError('VMESH_ERR_TIMEOUT', `timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

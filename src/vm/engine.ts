@@ -1,0 +1,599 @@
+/**
+ * The inside of a VM: everything one virtual connection does on one device.
+ *
+ * Owns: the vconn's forwarding (unicast next hop or controlled flood with
+ * duplicate suppression, hop limit, trace records, avoid-set), and for the
+ * endpoints the transport state machine (src/transport) plus the far side of
+ * the stream: the app (through the device, source role) or the exposed
+ * service's TCP socket (destination role, opened from inside the VM).
+ *
+ * Main structures: `fib` (the ForwardingTable the device pushed), `transport`,
+ * `out` (packets batched for one postMessage per turn), `seen` (flood mode
+ * duplicate suppression per direction). The forwarding decision is
+ * `nextHopsFor()`; the end-of-life decision is `checkTimers()`.
+ *
+ * The engine is driven by worker.ts (the I/O shell): it never reads the clock
+ * itself (`io.now()`), and asks for a wake-up with `io.wake(at)`.
+ */
+import net from 'node:net';
+import { ERRORS, codeFromWire, isErrorCode, toVmeshError } from '../errors/index.ts';
+import type { ErrorCode } from '../errors/index.ts';
+import type { ForwardingTable } from '../routing/index.ts';
+import { createTransport } from '../transport/index.ts';
+import type { StreamTransport, TransportEvent } from '../transport/index.ts';
+import {
+  PacketFlag,
+  PacketKind,
+  decodeErrorPayload,
+  decodePacket,
+  encodeErrorPayload,
+  encodePacket,
+  MAX_LIST_ENTRIES,
+} from '../wire/index.ts';
+import type { DeviceId, Packet, TraceRecord } from '../wire/index.ts';
+import type { DeviceToVm, OpenRequest, PacketItem, VmReport, VmSpec, VmToDevice } from './types.ts';
+
+/** The engine's window on the world (worker.ts provides it). */
+export interface VmIo {
+  post(message: VmToDevice): void;
+  now(): number;
+  /** Ask to be woken (onTimer) at absolute time `at`, replacing any earlier request. */
+  wake(at: number | undefined): void;
+}
+
+const MAX_PUMP_ROUNDS = 64;
+
+export class VmEngine {
+  private readonly spec: VmSpec;
+  private readonly io: VmIo;
+  private fib: ForwardingTable;
+  private readonly transport: StreamTransport | undefined;
+  private out: PacketItem[] = [];
+  private done = false;
+  private readonly counters: Required<Pick<VmReport, 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut'>> & {
+    dropped: Record<string, number>;
+    appBytesSent: number;
+    appBytesReceived: number;
+  } = { packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0, dropped: {}, appBytesSent: 0, appBytesReceived: 0 };
+  private readonly seen = new Map<DeviceId, PacketWindow>();
+  private readonly neighboursSeen = new Set<DeviceId>();
+  private lastPacketAt: number;
+  private readonly finSeen = new Set<DeviceId>();
+  private lingerFrom: number | undefined;
+  private noRouteSince: number | undefined;
+  private opened = false;
+  private peerSynActive = true;
+  private echoTrace: TraceRecord[] | undefined;
+  private pathKnown = false;
+  private sentEnd = false;
+  private appPaused = false;
+  private failedCode: ErrorCode | undefined;
+  private service: net.Socket | undefined;
+  private serviceEnded = false;
+  private reportDirty = false;
+  private lastReportAt = 0;
+
+  constructor(spec: VmSpec, io: VmIo) {
+    this.spec = spec;
+    this.io = io;
+    this.fib = spec.fib;
+    this.lastPacketAt = io.now();
+    if (spec.role !== 'relay') {
+      this.transport = createTransport({
+        role: spec.role === 'source' ? 'client' : 'server',
+        maxPayloadBytes: spec.options.maxPayloadBytes,
+        idleTimeoutMs: spec.options.idleTimeoutMs,
+      });
+    }
+  }
+
+  /** Called once after construction. */
+  start(): void {
+    if (this.spec.role === 'source' && this.transport !== undefined) {
+      const open = this.spec.open ?? { service: '', app: '' };
+      this.transport.open(Buffer.from(JSON.stringify(open)), this.io.now());
+    }
+    this.pump();
+    this.io.post({ t: 'ready' });
+    this.flush();
+  }
+
+  onMessage(msg: DeviceToVm): void {
+    if (this.done) return;
+    const now = this.io.now();
+    switch (msg.t) {
+      case 'init':
+        return;
+      case 'packets':
+        for (const item of msg.items) this.onPacket(item, now);
+        break;
+      case 'fib':
+        if (msg.fib.version >= this.fib.version) this.fib = msg.fib;
+        break;
+      case 'app-write':
+        this.counters.appBytesSent += msg.data.length;
+        if (this.transport?.write(msg.data, now) === false && !this.appPaused) {
+          this.appPaused = true;
+          this.io.post({ t: 'app-pause' });
+        }
+        break;
+      case 'app-end':
+        this.transport?.end(now);
+        this.sentEnd = true;
+        break;
+      case 'app-consumed':
+        this.transport?.consumed(msg.bytes, now);
+        break;
+      case 'app-abort':
+        this.transport?.abort(msg.code, msg.message, now);
+        this.sentEnd = true;
+        break;
+      case 'stop':
+        if (this.transport !== undefined && !this.transport.finished) {
+          this.transport.abort(msg.code, msg.message, now);
+          this.sentEnd = true;
+          this.pump();
+        }
+        this.fail(msg.code, msg.message);
+        this.finish(msg.code);
+        break;
+    }
+    this.pump();
+    this.flush();
+  }
+
+  onTimer(): void {
+    if (this.done) return;
+    this.pump();
+    this.checkTimers(this.io.now());
+    this.flush();
+  }
+
+  // ---- packets in -------------------------------------------------------------------------
+
+  private onPacket(item: PacketItem, now: number): void {
+    this.counters.packetsIn++;
+    this.counters.bytesIn += item.bytes.length;
+    this.lastPacketAt = now;
+    this.neighboursSeen.add(item.peer);
+    let packet: Packet;
+    try {
+      packet = decodePacket(item.bytes);
+    } catch {
+      this.drop('malformed');
+      return;
+    }
+    if (packet.connection !== this.spec.connection) {
+      this.drop('wrong-connection');
+      return;
+    }
+    if (packet.destination === this.spec.self && this.spec.role !== 'relay') {
+      this.deliver(packet, now);
+    } else {
+      this.forward(packet, item.peer, now);
+    }
+  }
+
+  private deliver(packet: Packet, now: number): void {
+    if (packet.kind === PacketKind.ERROR) {
+      let wire = ERRORS.VMESH_ERR_INTERNAL.wire;
+      let reason = 'error reported';
+      try {
+        ({ wire, reason } = decodeErrorPayload(packet.payload));
+      } catch {
+        this.drop('malformed');
+        return;
+      }
+      const code = codeFromWire(wire);
+      const message = `${reason} (reported by device ${packet.source.slice(0, 8)})`;
+      if (this.transport !== undefined && !this.transport.finished) {
+        this.transport.abort(code, message, now);
+        this.sentEnd = true;
+      }
+      this.fail(code, message);
+      return;
+    }
+    if (packet.kind !== PacketKind.DATA || this.transport === undefined) {
+      this.drop('unexpected-kind');
+      return;
+    }
+    if (this.spec.role === 'destination') {
+      this.peerSynActive = (packet.flags & PacketFlag.SYN) !== 0;
+      if (this.peerSynActive && packet.trace !== undefined && this.echoTrace === undefined) {
+        this.echoTrace = [...packet.trace, { device: this.spec.self, timeMs: now >>> 0 }];
+      }
+    } else if (!this.pathKnown && packet.trace !== undefined && packet.trace.length > 0) {
+      this.learnPath(packet.trace);
+    }
+    this.transport.receive(packet.packetNumber, packet.payload, now);
+  }
+
+  /** Source: the destination echoed the forward trace (ending with itself) and relays added the return hops. */
+  private learnPath(trace: TraceRecord[]): void {
+    const at = trace.findIndex((r) => r.device === this.spec.destination);
+    if (at < 0) return;
+    this.pathKnown = true;
+    this.report({
+      forwardPath: trace.slice(0, at + 1).map((r) => r.device),
+      returnPath: [...trace.slice(at + 1).map((r) => r.device), this.spec.self],
+    });
+  }
+
+  private forward(packet: Packet, from: DeviceId, now: number): void {
+    if ((packet.flags & PacketFlag.FIN) !== 0 || packet.kind === PacketKind.ERROR) {
+      this.finSeen.add(packet.source);
+      if (packet.kind === PacketKind.ERROR) this.finSeen.add(packet.destination);
+    }
+    if (this.fib.mode === 'flood' && this.isDuplicate(packet)) {
+      this.drop('duplicate');
+      return;
+    }
+    if (packet.hopLimit <= 0) {
+      this.drop('ttl-expired');
+      this.sendError(packet, 'VMESH_ERR_TTL_EXPIRED', 'hop limit reached');
+      return;
+    }
+    packet.hopLimit -= 1;
+    if ((packet.flags & PacketFlag.TRACE) !== 0) {
+      const trace = packet.trace ?? [];
+      if (trace.length < MAX_LIST_ENTRIES) packet.trace = [...trace, { device: this.spec.self, timeMs: now >>> 0 }];
+    }
+    const hops = this.nextHopsFor(packet.destination, from, packet.source);
+    if (hops.length === 0) {
+      this.drop('no-route');
+      this.sendError(packet, 'VMESH_ERR_NO_ROUTE', `no ${this.spec.protocolName} route onward`);
+      return;
+    }
+    const bytes = encodePacket(packet);
+    for (const hop of hops) this.emit(hop, bytes);
+    if (this.finSeen.has(this.spec.source) && this.finSeen.has(this.spec.destination)) {
+      this.lingerFrom ??= now;
+    }
+  }
+
+  private isDuplicate(packet: Packet): boolean {
+    const key = `${packet.kind}:${packet.source}`;
+    let window = this.seen.get(key);
+    if (window === undefined) {
+      window = new PacketWindow(this.spec.options.floodSeenPackets);
+      this.seen.set(key, window);
+    }
+    return !window.add(packet.packetNumber);
+  }
+
+  /**
+   * The forwarding decision. Unicast: the table's one next hop. Flood: every
+   * live, non-avoided neighbour except where the packet came from and its
+   * source — or just the destination when it is a neighbour.
+   */
+  private nextHopsFor(destination: DeviceId, from: DeviceId | undefined, source: DeviceId): DeviceId[] {
+    if (this.fib.mode === 'unicast') {
+      const hop = this.fib.nextHops[destination];
+      return hop === undefined ? [] : [hop];
+    }
+    if (this.fib.neighbours.includes(destination)) return [destination];
+    return this.fib.neighbours.filter((n) => n !== from && n !== source);
+  }
+
+  private sendError(about: Packet, code: ErrorCode, reason: string): void {
+    if (about.kind === PacketKind.ERROR) return;
+    const error: Packet = {
+      kind: PacketKind.ERROR,
+      protocol: about.protocol,
+      flags: 0,
+      hopLimit: this.spec.options.hopLimit,
+      connection: about.connection,
+      source: this.spec.self,
+      destination: about.source,
+      packetNumber: 0,
+      payload: encodeErrorPayload({ wire: ERRORS[code].wire, reason }),
+    };
+    if (about.avoid !== undefined) error.avoid = about.avoid;
+    const hops = this.nextHopsFor(about.source, undefined, this.spec.self);
+    if (hops.length === 0) return;
+    const bytes = encodePacket(error);
+    for (const hop of hops) this.emit(hop, bytes);
+  }
+
+  // ---- endpoint: transport and the far side of the stream ----------------------------------
+
+  private pump(): void {
+    const transport = this.transport;
+    if (transport === undefined) return;
+    for (let round = 0; round < MAX_PUMP_ROUNDS; round++) {
+      const now = this.io.now();
+      const packets = transport.poll(now);
+      for (const p of packets) this.originate(p.packetNumber, p.payload, now);
+      const events = transport.events();
+      for (const e of events) this.onTransportEvent(e);
+      if (packets.length === 0 && events.length === 0) break;
+    }
+  }
+
+  private originate(packetNumber: number, payload: Uint8Array, now: number): void {
+    const role = this.spec.role;
+    let flags = 0;
+    if (role === 'source' && !this.opened) flags |= PacketFlag.SYN | PacketFlag.TRACE;
+    if (this.sentEnd || this.transport?.finished === true) flags |= PacketFlag.FIN;
+    const packet: Packet = {
+      kind: PacketKind.DATA,
+      protocol: this.spec.protocol,
+      flags,
+      hopLimit: this.spec.options.hopLimit,
+      connection: this.spec.connection,
+      source: this.spec.self,
+      destination: role === 'source' ? this.spec.destination : this.spec.source,
+      packetNumber,
+      payload,
+    };
+    if (this.spec.avoid.length > 0) packet.avoid = this.spec.avoid;
+    if (role === 'destination' && this.peerSynActive && this.echoTrace !== undefined) {
+      packet.flags |= PacketFlag.TRACE;
+      packet.trace = this.echoTrace;
+    }
+    const hops = this.nextHopsFor(packet.destination, undefined, this.spec.self);
+    if (hops.length === 0) {
+      this.drop('no-route');
+      this.noRouteSince ??= now;
+      return;
+    }
+    this.noRouteSince = undefined;
+    const bytes = encodePacket(packet);
+    for (const hop of hops) this.emit(hop, bytes);
+  }
+
+  private onTransportEvent(e: TransportEvent): void {
+    const source = this.spec.role === 'source';
+    switch (e.type) {
+      case 'open':
+        this.opened = true;
+        if (source) this.io.post({ t: 'app-open' });
+        break;
+      case 'openRequest':
+        this.onOpenRequest(e.request);
+        break;
+      case 'data':
+        this.counters.appBytesReceived += e.data.length;
+        if (source) this.io.post({ t: 'app-data', data: ownBytes(e.data) });
+        else this.toService(e.data);
+        break;
+      case 'end':
+        if (source) this.io.post({ t: 'app-end' });
+        else if (this.service !== undefined && !this.serviceEnded) {
+          this.serviceEnded = true;
+          this.service.end();
+        }
+        break;
+      case 'drain':
+        if (source && this.appPaused) {
+          this.appPaused = false;
+          this.io.post({ t: 'app-resume' });
+        } else this.service?.resume();
+        break;
+      case 'closed':
+        this.lingerFrom ??= this.io.now();
+        this.service?.destroy();
+        break;
+      case 'error': {
+        const code: ErrorCode = isErrorCode(e.code) ? e.code : 'VMESH_ERR_INTERNAL';
+        this.fail(code, e.message);
+        break;
+      }
+    }
+  }
+
+  private fail(code: ErrorCode, message: string): void {
+    if (this.failedCode !== undefined) return;
+    this.failedCode = code;
+    if (this.spec.role === 'source') this.io.post({ t: 'app-error', code, message });
+    this.service?.destroy();
+    this.lingerFrom ??= this.io.now();
+  }
+
+  /** Destination: the open request names a service; connect to it from inside the VM. */
+  private onOpenRequest(raw: Uint8Array): void {
+    const transport = this.transport as StreamTransport;
+    let request: OpenRequest;
+    try {
+      request = parseOpen(raw);
+    } catch {
+      transport.reject('VMESH_ERR_BAD_REQUEST', 'malformed open request', this.io.now());
+      return;
+    }
+    const address = this.spec.services?.[request.service];
+    if (address === undefined) {
+      transport.reject('VMESH_ERR_UNKNOWN_SERVICE', `service "${request.service}" is not exposed`, this.io.now());
+      return;
+    }
+    const { host, port } = splitHostPort(address);
+    const socket = net.connect({ host, port });
+    this.service = socket;
+    socket.setNoDelay(true);
+    socket.once('connect', () => {
+      transport.accept(this.io.now());
+      this.afterIo();
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (!transport.write(chunk, this.io.now())) socket.pause();
+      this.afterIo();
+    });
+    socket.once('end', () => {
+      transport.end(this.io.now());
+      this.sentEnd = true;
+      this.afterIo();
+    });
+    socket.once('error', (err) => {
+      const now = this.io.now();
+      if (!this.opened && !transport.finished) {
+        transport.reject('VMESH_ERR_SERVICE_UNAVAILABLE', `service "${request.service}": ${err.message}`, now);
+      } else if (!transport.finished) {
+        transport.abort('VMESH_ERR_SERVICE_UNAVAILABLE', `service socket failed: ${err.message}`, now);
+      }
+      this.sentEnd = true;
+      this.afterIo();
+    });
+    this.opened = true;
+  }
+
+  private toService(data: Uint8Array): void {
+    const socket = this.service;
+    const transport = this.transport;
+    if (socket === undefined || transport === undefined || socket.destroyed) return;
+    const length = data.length;
+    socket.write(data, () => {
+      transport.consumed(length, this.io.now());
+      this.afterIo();
+    });
+  }
+
+  private afterIo(): void {
+    if (this.done) return;
+    this.pump();
+    this.checkTimers(this.io.now());
+    this.flush();
+  }
+
+  // ---- timers, reports, output ----------------------------------------------------------
+
+  private checkTimers(now: number): void {
+    if (this.done) return;
+    const o = this.spec.options;
+    if (this.noRouteSince !== undefined && now - this.noRouteSince >= o.noRouteGraceMs && this.transport?.finished === false) {
+      const message = `no ${this.spec.protocolName} route to the destination for ${o.noRouteGraceMs} ms`;
+      this.transport.abort('VMESH_ERR_NO_ROUTE', message, now);
+      this.sentEnd = true;
+      this.fail('VMESH_ERR_NO_ROUTE', message);
+    }
+    if (this.lingerFrom !== undefined && now - this.lingerFrom >= o.finLingerMs) {
+      this.finish(this.failedCode ?? (this.spec.role === 'relay' ? 'fin' : 'closed'));
+      return;
+    }
+    if (this.spec.role === 'relay' && now - this.lastPacketAt >= o.relayIdleMs) {
+      this.finish('idle');
+      return;
+    }
+  }
+
+  private nextWake(): number | undefined {
+    const o = this.spec.options;
+    const times: number[] = [];
+    const t = this.transport?.nextDeadline();
+    if (t !== undefined) times.push(t);
+    if (this.noRouteSince !== undefined) times.push(this.noRouteSince + o.noRouteGraceMs);
+    if (this.lingerFrom !== undefined) times.push(this.lingerFrom + o.finLingerMs);
+    if (this.spec.role === 'relay') times.push(this.lastPacketAt + o.relayIdleMs);
+    if (this.reportDirty) times.push(this.lastReportAt + 500);
+    return times.length === 0 ? undefined : Math.min(...times);
+  }
+
+  private finish(reason: string): void {
+    if (this.done) return;
+    this.flushPackets();
+    this.done = true;
+    this.sendReport();
+    this.service?.destroy();
+    const code = isErrorCode(reason) ? reason : undefined;
+    this.io.post(code === undefined ? { t: 'done', reason } : { t: 'done', reason, code });
+    this.io.wake(undefined);
+  }
+
+  private drop(reason: string): void {
+    this.counters.dropped[reason] = (this.counters.dropped[reason] ?? 0) + 1;
+    this.reportDirty = true;
+  }
+
+  private emit(peer: DeviceId, bytes: Uint8Array): void {
+    this.counters.packetsOut++;
+    this.counters.bytesOut += bytes.length;
+    this.neighboursSeen.add(peer);
+    this.out.push({ peer, bytes: ownBytes(bytes) });
+    this.reportDirty = true;
+  }
+
+  private report(patch: VmReport): void {
+    this.io.post({ t: 'report', report: patch });
+  }
+
+  private sendReport(): void {
+    this.reportDirty = false;
+    this.lastReportAt = this.io.now();
+    const stats = this.transport?.stats();
+    const patch: VmReport = {
+      packetsIn: this.counters.packetsIn,
+      packetsOut: this.counters.packetsOut,
+      bytesIn: this.counters.bytesIn,
+      bytesOut: this.counters.bytesOut,
+      dropped: { ...this.counters.dropped },
+      neighbours: [...this.neighboursSeen],
+      appBytesSent: this.counters.appBytesSent,
+      appBytesReceived: this.counters.appBytesReceived,
+    };
+    if (stats?.smoothedRttMs !== undefined) patch.rttMs = stats.smoothedRttMs;
+    this.report(patch);
+  }
+
+  private flushPackets(): void {
+    if (this.out.length === 0) return;
+    const items = this.out;
+    this.out = [];
+    this.io.post({ t: 'send', items });
+  }
+
+  private flush(): void {
+    if (this.done) return;
+    this.flushPackets();
+    if (this.reportDirty && this.io.now() - this.lastReportAt >= 500) this.sendReport();
+    this.io.wake(this.nextWake());
+  }
+}
+
+/** Sliding window of seen packet numbers (flood duplicate suppression), bounded memory. */
+export class PacketWindow {
+  private readonly size: number;
+  private highest = -1;
+  private readonly bits: Uint8Array;
+
+  constructor(size: number) {
+    this.size = Math.max(64, size);
+    this.bits = new Uint8Array(this.size);
+  }
+
+  /** Returns false if `n` was seen before or is too old to tell. */
+  add(n: number): boolean {
+    if (n > this.highest) {
+      const clearFrom = Math.max(this.highest + 1, n - this.size + 1);
+      for (let i = clearFrom; i < n; i++) this.bits[i % this.size] = 0;
+      this.highest = n;
+      this.bits[n % this.size] = 1;
+      return true;
+    }
+    if (this.highest - n >= this.size) return false;
+    if (this.bits[n % this.size] === 1) return false;
+    this.bits[n % this.size] = 1;
+    return true;
+  }
+}
+
+function parseOpen(raw: Uint8Array): OpenRequest {
+  const value: unknown = JSON.parse(Buffer.from(raw).toString('utf8'));
+  if (typeof value !== 'object' || value === null) throw new Error('not an object');
+  const { service, app } = value as { service?: unknown; app?: unknown };
+  if (typeof service !== 'string' || typeof app !== 'string') throw new Error('missing fields');
+  return { service, app };
+}
+
+function splitHostPort(address: string): { host: string; port: number } {
+  const at = address.lastIndexOf(':');
+  const host = address.slice(0, at).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(address.slice(at + 1)) };
+}
+
+/** A copy that owns its whole ArrayBuffer (safe to transfer; never a pooled slab). */
+export function ownBytes(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length && !(bytes.buffer instanceof SharedArrayBuffer)) {
+    return bytes;
+  }
+  return new Uint8Array(bytes);
+}
+
+export { toVmeshError };

@@ -1,0 +1,16 @@
+/** VMs: the hypervisor and the device<->VM contract. The only door of src/vm/. */
+export { Hypervisor, VmHandle } from './hypervisor.ts';
+export type { HypervisorOptions, VmHandlers } from './hypervisor.ts';
+export { DEFAULT_VM_OPTIONS } from './types.ts';
+export type {
+  DeviceToVm,
+  OpenRequest,
+  PacketItem,
+  PathHop,
+  VmOptions,
+  VmRecord,
+  VmReport,
+  VmRole,
+  VmSpec,
+  VmToDevice,
+} from './types.ts';
