@@ -182,6 +182,11 @@ export function decodeAnnounce(body: Uint8Array): Announce {
   if (nameLength === 0 || nameLength > 64 || body.length !== 22 + nameLength) {
     throw new VmeshError('VMESH_ERR_MALFORMED', 'announce name length mismatch');
   }
-  const name = new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(22));
+  let name: string;
+  try {
+    name = new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(22));
+  } catch {
+    throw new VmeshError('VMESH_ERR_MALFORMED', 'announce name is not UTF-8');
+  }
   return { origin: readHexId(b, 0, DEVICE_ID_BYTES), seq: b.readUInt32BE(16), hopLimit: b[20] as number, name };
 }

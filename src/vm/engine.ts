@@ -43,6 +43,13 @@ export interface VmIo {
 
 const MAX_PUMP_ROUNDS = 64;
 
+/** Errors from a relay that end the connection at once: they will not heal by rerouting. */
+const HARD_RELAY_ERRORS: ReadonlySet<ErrorCode> = new Set([
+  'VMESH_ERR_VM_LIMIT',
+  'VMESH_ERR_UNKNOWN_PROTOCOL',
+  'VMESH_ERR_UNKNOWN_CONNECTION',
+]);
+
 export class VmEngine {
   private readonly spec: VmSpec;
   private readonly io: VmIo;
@@ -68,6 +75,7 @@ export class VmEngine {
   private sentEnd = false;
   private appPaused = false;
   private failedCode: ErrorCode | undefined;
+  private softError: { code: ErrorCode; message: string } | undefined;
   private service: net.Socket | undefined;
   private serviceEnded = false;
   private reportDirty = false;
@@ -176,7 +184,7 @@ export class VmEngine {
 
   private deliver(packet: Packet, now: number): void {
     if (packet.kind === PacketKind.ERROR) {
-      let wire = ERRORS.VMESH_ERR_INTERNAL.wire;
+      let wire: number = ERRORS.VMESH_ERR_INTERNAL.wire;
       let reason = 'error reported';
       try {
         ({ wire, reason } = decodeErrorPayload(packet.payload));
@@ -186,6 +194,14 @@ export class VmEngine {
       }
       const code = codeFromWire(wire);
       const message = `${reason} (reported by device ${packet.source.slice(0, 8)})`;
+      const peer = this.spec.role === 'source' ? this.spec.destination : this.spec.source;
+      if (packet.source !== peer && !HARD_RELAY_ERRORS.has(code)) {
+        // A soft error (RFC 1122 §4.2.3.9 style): a relay could not forward now; routes may heal.
+        // It becomes the connection's error only if the connection then times out or loses its route.
+        this.softError = { code, message };
+        this.drop(`soft-error:${code}`);
+        return;
+      }
       if (this.transport !== undefined && !this.transport.finished) {
         this.transport.abort(code, message, now);
         this.sentEnd = true;
@@ -376,7 +392,9 @@ export class VmEngine {
         break;
       case 'error': {
         const code: ErrorCode = isErrorCode(e.code) ? e.code : 'VMESH_ERR_INTERNAL';
-        this.fail(code, e.message);
+        if (code === 'VMESH_ERR_TIMEOUT' && this.softError !== undefined) {
+          this.fail(this.softError.code, `${this.softError.message}; then no acknowledgement (${e.message})`);
+        } else this.fail(code, e.message);
         break;
       }
     }
@@ -459,7 +477,9 @@ export class VmEngine {
     if (this.done) return;
     const o = this.spec.options;
     if (this.noRouteSince !== undefined && now - this.noRouteSince >= o.noRouteGraceMs && this.transport?.finished === false) {
-      const message = `no ${this.spec.protocolName} route to the destination for ${o.noRouteGraceMs} ms`;
+      const message =
+        `no ${this.spec.protocolName} route to the destination for ${o.noRouteGraceMs} ms` +
+        (this.softError === undefined ? '' : ` (last report: ${this.softError.message})`);
       this.transport.abort('VMESH_ERR_NO_ROUTE', message, now);
       this.sentEnd = true;
       this.fail('VMESH_ERR_NO_ROUTE', message);

@@ -1,0 +1,9 @@
+/** Links between neighbouring devices. The only door of src/link/. */
+export { LinkManager } from './manager.ts';
+export type { LinkManagerInit } from './manager.ts';
+export { LinkSession } from './session.ts';
+export { helloFor, verifyHello } from './handshake.ts';
+export { tcpTransport, parseHostPort } from './tcp/index.ts';
+export { MemoryNetwork, duplexPair } from './memory/index.ts';
+export { DEFAULT_LINK_OPTIONS } from './types.ts';
+export type { Link, LinkOptions, LinkStats, Listener, Transport } from './types.ts';

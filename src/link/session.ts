@@ -1,0 +1,239 @@
+/**
+ * LinkSession: a Duplex byte stream turned into a `Link`.
+ *
+ * States: handshaking (only a HELLO frame is accepted, within
+ * handshakeTimeoutMs) -> established (frames flow; PING answered with PONG,
+ * PONG updates the RTT; other frames go to onFrame listeners) -> closed.
+ * Keepalive: a PING every keepaliveIntervalMs; nothing received for
+ * deadAfterMs closes the link as 'dead'. A framing error (length 0 or over
+ * maxFrameBytes) cannot be recovered from and closes the link. This file is
+ * the link's I/O edge: it owns real timers, all cleared on close.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import type { Identity } from '../crypto/index.ts';
+import { VmeshError } from '../errors/index.ts';
+import type { Counters } from '../observe/index.ts';
+import { FrameDecoder, FrameType, decodePing, encodeFrame, encodePing } from '../wire/index.ts';
+import type { DeviceId, Hello } from '../wire/index.ts';
+import { helloFor, verifyHello } from './handshake.ts';
+import { DEFAULT_LINK_OPTIONS } from './types.ts';
+import type { Link, LinkOptions, LinkStats } from './types.ts';
+
+export class LinkSession implements Link {
+  readonly direction: 'inbound' | 'outbound';
+  private readonly stream: Duplex;
+  private readonly options: Required<LinkOptions>;
+  private readonly counters: Counters;
+  private readonly decoder: FrameDecoder;
+  private hello: Hello | undefined;
+  private frameListeners: ((type: number, body: Uint8Array) => void)[] = [];
+  private closeListeners: ((reason: string) => void)[] = [];
+  private isClosed = false;
+  private closeReason = '';
+  private lastHeard = performance.now();
+  private rtt: number | undefined;
+  private keepalive: NodeJS.Timeout | undefined;
+  private readonly statsData: LinkStats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, dropped: {} };
+  private handshakeDone: ((hello: Hello) => void) | undefined;
+  private handshakeFailed: ((err: VmeshError) => void) | undefined;
+
+  constructor(
+    stream: Duplex,
+    direction: 'inbound' | 'outbound',
+    options: LinkOptions,
+    counters: Counters,
+  ) {
+    this.stream = stream;
+    this.direction = direction;
+    this.options = { ...DEFAULT_LINK_OPTIONS, ...stripUndefined(options) };
+    this.counters = counters;
+    this.decoder = new FrameDecoder({ maxFrameBytes: this.options.maxFrameBytes });
+    stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    stream.once('end', () => this.close('closed by neighbour'));
+    stream.once('close', () => this.close('connection closed'));
+    stream.on('error', (err: Error) => this.close(`connection error: ${err.message}`));
+  }
+
+  /**
+   * The handshake step: sends our hello, waits for the peer's, verifies it.
+   * Resolves with the peer's hello; rejects with VMESH_ERR_HANDSHAKE (and closes).
+   */
+  handshake(identity: Identity, name: string): Promise<Hello> {
+    const verifying = new Promise<Hello>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const err = new VmeshError('VMESH_ERR_HANDSHAKE', `no hello within ${this.options.handshakeTimeoutMs} ms`);
+        this.handshakeFailed?.(err);
+      }, this.options.handshakeTimeoutMs);
+      this.handshakeDone = (hello) => {
+        clearTimeout(timer);
+        this.handshakeDone = undefined;
+        this.handshakeFailed = undefined;
+        resolve(hello);
+      };
+      this.handshakeFailed = (err) => {
+        clearTimeout(timer);
+        this.handshakeDone = undefined;
+        this.handshakeFailed = undefined;
+        this.close(`handshake failed: ${err.message}`);
+        reject(err);
+      };
+      this.verifyWith = (body) => verifyHello(body, identity);
+    });
+    this.write(FrameType.HELLO, helloFor(identity, name));
+    return verifying.then((hello) => {
+      this.hello = hello;
+      this.lastHeard = performance.now();
+      this.keepalive = setInterval(() => this.onKeepalive(), this.options.keepaliveIntervalMs);
+      this.keepalive.unref?.();
+      return hello;
+    });
+  }
+
+  private verifyWith: ((body: Uint8Array) => Hello) | undefined;
+
+  get remote(): DeviceId {
+    return this.hello?.device ?? '';
+  }
+
+  get remoteName(): string {
+    return this.hello?.name ?? '';
+  }
+
+  get rttMs(): number | undefined {
+    return this.rtt;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  get reason(): string {
+    return this.closeReason;
+  }
+
+  send(type: number, body: Uint8Array): boolean {
+    if (this.isClosed || this.hello === undefined) {
+      this.drop('closed');
+      return false;
+    }
+    if (this.stream.writableLength > this.options.maxQueuedBytes) {
+      this.drop('queue-full');
+      return false;
+    }
+    this.write(type, body);
+    return true;
+  }
+
+  onFrame(listener: (type: number, body: Uint8Array) => void): void {
+    this.frameListeners.push(listener);
+  }
+
+  onClose(listener: (reason: string) => void): void {
+    if (this.isClosed) listener(this.closeReason);
+    else this.closeListeners.push(listener);
+  }
+
+  close(reason = 'closed'): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.closeReason = reason;
+    if (this.keepalive !== undefined) clearInterval(this.keepalive);
+    this.handshakeFailed?.(new VmeshError('VMESH_ERR_HANDSHAKE', `link closed during handshake: ${reason}`));
+    this.stream.destroy();
+    const listeners = this.closeListeners;
+    this.closeListeners = [];
+    this.frameListeners = [];
+    for (const l of listeners) l(reason);
+  }
+
+  stats(): LinkStats {
+    return { ...this.statsData, dropped: { ...this.statsData.dropped } };
+  }
+
+  private write(type: number, body: Uint8Array): void {
+    const frame = encodeFrame(type, body);
+    this.statsData.framesOut++;
+    this.statsData.bytesOut += frame.length;
+    this.stream.write(frame);
+  }
+
+  private drop(reason: string): void {
+    this.statsData.dropped[reason] = (this.statsData.dropped[reason] ?? 0) + 1;
+    this.counters.inc('link.frames.dropped', { reason });
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.isClosed) return;
+    this.lastHeard = performance.now();
+    this.statsData.bytesIn += chunk.length;
+    let frames;
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.counters.inc('link.closed', { reason: 'framing-error' });
+      this.close(`framing-error: ${(err as Error).message}`);
+      return;
+    }
+    for (const frame of frames) {
+      if (this.isClosed) return;
+      this.statsData.framesIn++;
+      this.onFrameIn(frame.type, frame.body);
+    }
+  }
+
+  private onFrameIn(type: number, body: Uint8Array): void {
+    if (this.hello === undefined) {
+      // Handshaking: the first frame must be the peer's hello.
+      if (this.handshakeDone === undefined) return;
+      if (type !== FrameType.HELLO) {
+        this.handshakeFailed?.(new VmeshError('VMESH_ERR_HANDSHAKE', `expected a hello, got frame type ${type}`));
+        return;
+      }
+      try {
+        const hello = (this.verifyWith as (b: Uint8Array) => Hello)(body);
+        this.hello = hello;
+        this.handshakeDone(hello);
+      } catch (err) {
+        this.handshakeFailed?.(err as VmeshError);
+      }
+      return;
+    }
+    switch (type) {
+      case FrameType.HELLO:
+        this.counters.inc('link.frames.dropped', { reason: 'hello-after-handshake' });
+        return;
+      case FrameType.PING:
+        if (body.length === 8) this.write(FrameType.PONG, body);
+        else this.counters.inc('link.frames.dropped', { reason: 'malformed-ping' });
+        return;
+      case FrameType.PONG: {
+        let sent: number;
+        try {
+          sent = decodePing(body);
+        } catch {
+          this.counters.inc('link.frames.dropped', { reason: 'malformed-ping' });
+          return;
+        }
+        const sample = performance.now() - sent;
+        if (sample >= 0 && sample < 60000) this.rtt = this.rtt === undefined ? sample : this.rtt + (sample - this.rtt) / 8;
+        return;
+      }
+      default:
+        for (const l of this.frameListeners) l(type, body);
+    }
+  }
+
+  private onKeepalive(): void {
+    if (performance.now() - this.lastHeard > this.options.deadAfterMs) {
+      this.counters.inc('link.closed', { reason: 'dead' });
+      this.close(`dead: nothing heard for ${this.options.deadAfterMs} ms`);
+      return;
+    }
+    this.write(FrameType.PING, encodePing(performance.now()));
+  }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
