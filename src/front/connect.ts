@@ -38,6 +38,8 @@ export interface ConnectOptions {
   timeoutMs?: number;
 }
 
+const APP_FRAME_BYTES = 64 * 1024;
+
 /** Opens a virtual connection; resolves when the destination's service accepted it. */
 export async function connect(options: ConnectOptions): Promise<VconnStream> {
   const control = options.control ?? process.env.VMESH_CONTROL;
@@ -93,7 +95,13 @@ export class VconnStream extends Duplex {
       callback(new VmeshError('VMESH_ERR_CONN_RESET', 'the connection has failed'));
       return;
     }
-    this.socket.write(encodeFrame(AppFrame.DATA, chunk), (err) => callback(err ?? null));
+    // Frames of at most 64 KiB: the device bounds the frames it accepts.
+    let last = true;
+    for (let at = 0; at < chunk.length; at += APP_FRAME_BYTES) {
+      last = this.socket.write(encodeFrame(AppFrame.DATA, chunk.subarray(at, at + APP_FRAME_BYTES)));
+    }
+    if (last) callback();
+    else this.socket.once('drain', () => callback());
   }
 
   override _final(callback: (error?: Error | null) => void): void {

@@ -96,7 +96,9 @@ export async function freePort(): Promise<number> {
 function cliCommand(): { command: string; args: string[] } {
   const here = import.meta.url;
   if (here.endsWith('.ts')) {
-    return { command: process.execPath, args: ['--import', 'tsx', fileURLToPath(new URL('../cli/main.ts', here))] };
+    // Resolve tsx from this package, so it works whatever the current folder is.
+    const tsx = import.meta.resolve('tsx');
+    return { command: process.execPath, args: ['--import', tsx, fileURLToPath(new URL('../cli/main.ts', here))] };
   }
   return { command: process.execPath, args: [fileURLToPath(new URL('../cli/main.js', here))] };
 }

@@ -76,6 +76,8 @@ export class VmEngine {
   private appPaused = false;
   private failedCode: ErrorCode | undefined;
   private softError: { code: ErrorCode; message: string } | undefined;
+  /** Neighbour the source's packets last came from: replies go back that way (symmetric path). */
+  private towardSource: DeviceId | undefined;
   private service: net.Socket | undefined;
   private serviceEnded = false;
   private reportDirty = false;
@@ -175,6 +177,7 @@ export class VmEngine {
       this.drop('wrong-connection');
       return;
     }
+    if (packet.source === this.spec.source && packet.kind === PacketKind.DATA) this.towardSource = item.peer;
     if (packet.destination === this.spec.self && this.spec.role !== 'relay') {
       this.deliver(packet, now);
     } else {
@@ -284,6 +287,11 @@ export class VmEngine {
    */
   private nextHopsFor(destination: DeviceId, from: DeviceId | undefined, source: DeviceId): DeviceId[] {
     if (this.fib.mode === 'unicast') {
+      // Replies retrace the forward path while its first hop back is alive, so one relay VM per
+      // vconn carries both directions (the protocol's own route is the fallback).
+      if (destination === this.spec.source && this.towardSource !== undefined && this.fib.neighbours.includes(this.towardSource)) {
+        return [this.towardSource];
+      }
       const hop = this.fib.nextHops[destination];
       return hop === undefined ? [] : [hop];
     }
