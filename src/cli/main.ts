@@ -50,7 +50,8 @@ program
   .action((opts: { out: string; force?: boolean; json?: boolean }) => {
     const identity = generateIdentity();
     writeIdentityFile(opts.out, identity, { overwrite: opts.force === true });
-    if (opts.json === true) console.log(JSON.stringify({ device: identity.deviceId, file: opts.out }));
+    if (opts.json === true)
+      console.log(JSON.stringify({ device: identity.deviceId, file: opts.out }));
     else console.log(`device id ${identity.deviceId}\nwritten to ${opts.out} (mode 0600)`);
   });
 
@@ -61,7 +62,10 @@ program
   .addHelpText('after', '\nExample:\n  $ vmesh up --config devices/a.yaml')
   .action(async (opts: { config: string }) => {
     const config = loadConfig(opts.config);
-    const logger = pino({ level: config.log.level, base: { device: config.name } }) as unknown as Logger;
+    const logger = pino({
+      level: config.log.level,
+      base: { device: config.name },
+    }) as unknown as Logger;
     const device = new Device({ config, logger });
     let stopping = false;
     const stop = (signal: string): void => {
@@ -86,7 +90,10 @@ function controlPath(opts: { control?: string; config?: string }): string {
   if (opts.config !== undefined) return loadConfig(opts.config).control;
   const env = process.env.VMESH_CONTROL;
   if (env !== undefined && env !== '') return env;
-  throw new VmeshError('VMESH_ERR_CONFIG', 'say which device: --config FILE, --control SOCKET or VMESH_CONTROL');
+  throw new VmeshError(
+    'VMESH_ERR_CONFIG',
+    'say which device: --config FILE, --control SOCKET or VMESH_CONTROL',
+  );
 }
 
 program
@@ -124,7 +131,11 @@ program
   .option('--protocol <name>', 'ask for this routing protocol')
   .addHelpText('after', '\nExample:\n  $ echo hello | vmesh connect D echo --config a.yaml')
   .action(
-    async (to: string, service: string, opts: { control?: string; config?: string; app: string; protocol?: string }) => {
+    async (
+      to: string,
+      service: string,
+      opts: { control?: string; config?: string; app: string; protocol?: string },
+    ) => {
       const stream = await connect({
         control: controlPath(opts),
         to,
@@ -144,12 +155,15 @@ program
 
 program
   .command('demo')
-  .description('run the embedded demo: 4 devices in a diamond, one app, two connections by two protocols')
+  .description(
+    'run the embedded demo: 4 devices in a diamond, one app, two connections by two protocols',
+  )
   .option('--bytes <n>', 'bytes to send on each connection', parseBytes, 1024 * 1024)
   .option('--keep', 'keep the temporary folder with configs, keys and logs')
   .option('--json', 'print the result as JSON')
   .action(async (opts: { bytes: number; keep?: boolean; json?: boolean }) => {
-    const say = opts.json === true ? (): void => undefined : (line: string): void => console.log(`· ${line}`);
+    const say =
+      opts.json === true ? (): void => undefined : (line: string): void => console.log(`· ${line}`);
     const result = await runDemo({ bytes: opts.bytes, keep: opts.keep === true }, say);
     if (opts.json === true) console.log(JSON.stringify(result, null, 2));
     else console.log(formatDemo(result));
@@ -167,19 +181,30 @@ function parseBytes(value: string): number {
 function formatDemo(r: DemoResult): string {
   const lines: string[] = [''];
   lines.push('devices');
-  for (const d of r.devices) lines.push(`  ${d.name}  ${d.id.slice(0, 12)}…  listens on ${d.listen}  linked to ${d.links.join(', ')}`);
+  for (const d of r.devices)
+    lines.push(
+      `  ${d.name}  ${d.id.slice(0, 12)}…  listens on ${d.listen}  linked to ${d.links.join(', ')}`,
+    );
   lines.push(`service  ${r.service}`);
   for (const c of r.connections) {
     lines.push('', `connection ${c.index}  (id ${c.connection})`);
     lines.push(`  protocol   ${c.protocol}`);
     lines.push(`  why        ${c.reason}`);
-    lines.push(`  path       ${c.forwardPath.join(' → ')}   (replies: ${c.returnPath.join(' → ')})`);
+    lines.push(
+      `  path       ${c.forwardPath.join(' → ')}   (replies: ${c.returnPath.join(' → ')})`,
+    );
     lines.push('  VMs');
     for (const vm of c.vms) {
-      lines.push(`    ${vm.device} spawned a ${vm.role} VM (vm ${vm.vmId}, thread ${vm.threadId})${vm.endReason === undefined ? '' : `, ended: ${vm.endReason}`}`);
+      lines.push(
+        `    ${vm.device} spawned a ${vm.role} VM (vm ${vm.vmId}, thread ${vm.threadId})${vm.endReason === undefined ? '' : `, ended: ${vm.endReason}`}`,
+      );
     }
-    lines.push(`  bytes      ${c.bytesSent} sent, ${c.bytesEchoed} echoed back, ${c.intact ? 'all intact' : 'CORRUPTED'}`);
-    lines.push(`  time       setup ${c.setupMs.toFixed(1)} ms, transfer ${c.transferMs.toFixed(1)} ms`);
+    lines.push(
+      `  bytes      ${c.bytesSent} sent, ${c.bytesEchoed} echoed back, ${c.intact ? 'all intact' : 'CORRUPTED'}`,
+    );
+    lines.push(
+      `  time       setup ${c.setupMs.toFixed(1)} ms, transfer ${c.transferMs.toFixed(1)} ms`,
+    );
   }
   lines.push('', 'checks');
   for (const c of r.checks) lines.push(`  ${c.ok ? 'ok  ' : 'FAIL'}  ${c.text}`);

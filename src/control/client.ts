@@ -27,7 +27,12 @@ export function openControl(
     let buffered = Buffer.alloc(0);
     let settled = false;
     const timer = setTimeout(() => {
-      fail(new VmeshError('VMESH_ERR_TIMEOUT', `no reply from the device at ${socketPath} in ${timeoutMs} ms`));
+      fail(
+        new VmeshError(
+          'VMESH_ERR_TIMEOUT',
+          `no reply from the device at ${socketPath} in ${timeoutMs} ms`,
+        ),
+      );
     }, timeoutMs);
     const fail = (err: VmeshError): void => {
       if (settled) return;
@@ -69,7 +74,9 @@ export function openControl(
         ),
       );
     });
-    socket.once('close', () => fail(new VmeshError('VMESH_ERR_DAEMON_UNREACHABLE', 'the device closed the control socket')));
+    socket.once('close', () =>
+      fail(new VmeshError('VMESH_ERR_DAEMON_UNREACHABLE', 'the device closed the control socket')),
+    );
   });
 }
 

@@ -57,7 +57,8 @@ export class ControlServer {
         .catch((err: unknown) => {
           const e = toVmeshError(err);
           logger.debug({ code: e.code }, 'control request refused');
-          if (!socket.destroyed) socket.end(`${JSON.stringify({ ok: false, error: e.toJSON() })}\n`);
+          if (!socket.destroyed)
+            socket.end(`${JSON.stringify({ ok: false, error: e.toJSON() })}\n`);
         });
     });
   }
@@ -74,7 +75,10 @@ export class ControlServer {
         probe.once('error', () => resolve(false));
       });
       if (inUse) {
-        throw new VmeshError('VMESH_ERR_CONFIG', `control socket ${this.path} is in use: is another device running?`);
+        throw new VmeshError(
+          'VMESH_ERR_CONFIG',
+          `control socket ${this.path} is in use: is another device running?`,
+        );
       }
       unlinkSync(this.path);
     }
@@ -99,7 +103,10 @@ export class ControlServer {
   }
 }
 
-function readRequestLine(socket: net.Socket, timeoutMs = 10000): Promise<{ line: string; rest: Buffer }> {
+function readRequestLine(
+  socket: net.Socket,
+  timeoutMs = 10000,
+): Promise<{ line: string; rest: Buffer }> {
   return new Promise((resolve, reject) => {
     let buffered = Buffer.alloc(0);
     const timer = setTimeout(() => {

@@ -28,18 +28,30 @@ export interface Identity {
 
 /** Derives the device id from the two raw 32-byte public keys. */
 export function deriveDeviceId(signingPublic: Uint8Array, agreementPublic: Uint8Array): DeviceId {
-  return createHash('blake2s256').update(signingPublic).update(agreementPublic).digest().subarray(0, 16).toString('hex');
+  return createHash('blake2s256')
+    .update(signingPublic)
+    .update(agreementPublic)
+    .digest()
+    .subarray(0, 16)
+    .toString('hex');
 }
 
 function rawPublic(key: KeyObject): Uint8Array {
   const jwk = createPublicKey(key).export({ format: 'jwk' });
-  if (typeof jwk.x !== 'string') throw new VmeshError('VMESH_ERR_KEY_FILE', 'key has no public part');
+  if (typeof jwk.x !== 'string')
+    throw new VmeshError('VMESH_ERR_KEY_FILE', 'key has no public part');
   return new Uint8Array(Buffer.from(jwk.x, 'base64url'));
 }
 
 function fromPrivateKeys(signingPrivate: KeyObject, agreementPrivate: KeyObject): Identity {
-  if (signingPrivate.asymmetricKeyType !== 'ed25519' || agreementPrivate.asymmetricKeyType !== 'x25519') {
-    throw new VmeshError('VMESH_ERR_KEY_FILE', 'identity needs an Ed25519 and an X25519 private key');
+  if (
+    signingPrivate.asymmetricKeyType !== 'ed25519' ||
+    agreementPrivate.asymmetricKeyType !== 'x25519'
+  ) {
+    throw new VmeshError(
+      'VMESH_ERR_KEY_FILE',
+      'identity needs an Ed25519 and an X25519 private key',
+    );
   }
   const signingPublic = rawPublic(signingPrivate);
   const agreementPublic = rawPublic(agreementPrivate);
@@ -53,11 +65,18 @@ function fromPrivateKeys(signingPrivate: KeyObject, agreementPrivate: KeyObject)
 }
 
 export function generateIdentity(): Identity {
-  return fromPrivateKeys(generateKeyPairSync('ed25519').privateKey, generateKeyPairSync('x25519').privateKey);
+  return fromPrivateKeys(
+    generateKeyPairSync('ed25519').privateKey,
+    generateKeyPairSync('x25519').privateKey,
+  );
 }
 
 /** Writes the identity file with mode 0600 (refuses to overwrite unless asked). */
-export function writeIdentityFile(path: string, identity: Identity, options: { overwrite?: boolean } = {}): void {
+export function writeIdentityFile(
+  path: string,
+  identity: Identity,
+  options: { overwrite?: boolean } = {},
+): void {
   const body = JSON.stringify(
     {
       version: 1,
@@ -71,7 +90,10 @@ export function writeIdentityFile(path: string, identity: Identity, options: { o
   );
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    writeFileSync(path, `${body}\n`, { mode: 0o600, flag: options.overwrite === true ? 'w' : 'wx' });
+    writeFileSync(path, `${body}\n`, {
+      mode: 0o600,
+      flag: options.overwrite === true ? 'w' : 'wx',
+    });
     chmodSync(path, 0o600);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
@@ -94,18 +116,31 @@ export function readIdentityFile(path: string): Identity {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     if (err instanceof VmeshError) throw err;
-    throw new VmeshError('VMESH_ERR_KEY_FILE', `cannot read identity file ${path}: ${(err as Error).message}`);
+    throw new VmeshError(
+      'VMESH_ERR_KEY_FILE',
+      `cannot read identity file ${path}: ${(err as Error).message}`,
+    );
   }
   try {
     const parsed = JSON.parse(text) as Record<string, unknown>;
-    if (parsed.type !== 'vmesh-identity' || parsed.version !== 1) throw new Error('not a vmesh identity (version 1)');
-    if (typeof parsed.signingPrivateKey !== 'string' || typeof parsed.agreementPrivateKey !== 'string') {
+    if (parsed.type !== 'vmesh-identity' || parsed.version !== 1)
+      throw new Error('not a vmesh identity (version 1)');
+    if (
+      typeof parsed.signingPrivateKey !== 'string' ||
+      typeof parsed.agreementPrivateKey !== 'string'
+    ) {
       throw new Error('private keys missing');
     }
-    return fromPrivateKeys(createPrivateKey(parsed.signingPrivateKey), createPrivateKey(parsed.agreementPrivateKey));
+    return fromPrivateKeys(
+      createPrivateKey(parsed.signingPrivateKey),
+      createPrivateKey(parsed.agreementPrivateKey),
+    );
   } catch (err) {
     if (err instanceof VmeshError) throw err;
-    throw new VmeshError('VMESH_ERR_KEY_FILE', `identity file ${path} is malformed: ${(err as Error).message}`);
+    throw new VmeshError(
+      'VMESH_ERR_KEY_FILE',
+      `identity file ${path} is malformed: ${(err as Error).message}`,
+    );
   }
 }
 

@@ -15,12 +15,18 @@ import { VmeshError } from '../errors/index.ts';
 
 const hostPort = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port" (IPv6 as "[::1]:port")')
+  .regex(
+    /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/,
+    'expected "host:port" (IPv6 as "[::1]:port")',
+  )
   .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535');
 
 const name = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'expected 1-64 characters of letters, digits, ".", "_" or "-"');
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+    'expected 1-64 characters of letters, digits, ".", "_" or "-"',
+  );
 
 const positiveInt = z.number().int().positive();
 
@@ -55,7 +61,12 @@ export const configSchema = z
         maxQueuedBytes: positiveInt.default(8 * 1024 * 1024),
       })
       .strict()
-      .default({ maxVms: 256, vmHeapMb: 64, maxFrameBytes: 256 * 1024, maxQueuedBytes: 8 * 1024 * 1024 }),
+      .default({
+        maxVms: 256,
+        vmHeapMb: 64,
+        maxFrameBytes: 256 * 1024,
+        maxQueuedBytes: 8 * 1024 * 1024,
+      }),
     link: z
       .object({
         keepaliveIntervalMs: positiveInt.default(1000),
@@ -84,7 +95,9 @@ export const configSchema = z
       .default({}),
     log: z
       .object({
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        level: z
+          .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+          .default('info'),
       })
       .strict()
       .default({ level: 'info' }),
@@ -127,13 +140,19 @@ export function loadConfig(file: string): DeviceConfig {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new VmeshError('VMESH_ERR_CONFIG', `cannot read config ${file}: ${(err as Error).message}`);
+    throw new VmeshError(
+      'VMESH_ERR_CONFIG',
+      `cannot read config ${file}: ${(err as Error).message}`,
+    );
   }
   let raw: unknown;
   try {
     raw = parseYaml(text);
   } catch (err) {
-    throw new VmeshError('VMESH_ERR_CONFIG', `config ${file} is not valid YAML: ${(err as Error).message}`);
+    throw new VmeshError(
+      'VMESH_ERR_CONFIG',
+      `config ${file} is not valid YAML: ${(err as Error).message}`,
+    );
   }
   return validateConfig(raw, dirname(resolve(file)), `config ${file}`);
 }

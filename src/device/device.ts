@@ -25,7 +25,7 @@ import type { Link, Transport } from '../link/index.ts';
 import { Counters, silentLogger } from '../observe/index.ts';
 import type { Logger } from '../observe/index.ts';
 import { ProtocolRegistry, builtinProtocols } from '../routing/index.ts';
-import type { RoutingAction, RoutingProtocol } from '../routing/index.ts';
+import type { ForwardingTable, RoutingAction, RoutingProtocol } from '../routing/index.ts';
 import { DEFAULT_VM_OPTIONS, Hypervisor } from '../vm/index.ts';
 import type { VmHandle, VmOptions, VmRecord, VmRole, VmToDevice } from '../vm/index.ts';
 import { FrameType, decodeControl, encodeControl } from '../wire/index.ts';
@@ -152,7 +152,12 @@ export class Device implements ControlHandler {
     await this.links.start();
     this.schedule();
     this.logger.info(
-      { device: this.id, name: this.config.name, listen: this.links.listenAddress, control: this.config.control },
+      {
+        device: this.id,
+        name: this.config.name,
+        listen: this.links.listenAddress,
+        control: this.config.control,
+      },
       'device up',
     );
   }
@@ -162,7 +167,8 @@ export class Device implements ControlHandler {
     if (this.stopping) return;
     this.stopping = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
-    for (const s of this.sessions.values()) s.error('VMESH_ERR_SHUTDOWN', 'the device is shutting down');
+    for (const s of this.sessions.values())
+      s.error('VMESH_ERR_SHUTDOWN', 'the device is shutting down');
     await this.hypervisor.stopAll('VMESH_ERR_SHUTDOWN', 'the device is shutting down');
     await this.links.stop();
     await this.control.close();
@@ -178,7 +184,10 @@ export class Device implements ControlHandler {
   private onLinkUp(link: Link): void {
     const now = performance.now();
     this.counters.inc('device.link.up');
-    this.logger.info({ neighbour: link.remoteName, id: link.remote, direction: link.direction }, 'link up');
+    this.logger.info(
+      { neighbour: link.remoteName, id: link.remote, direction: link.direction },
+      'link up',
+    );
     link.onFrame((type, body) => this.onFrame(link, type, body));
     for (const p of this.protocols.values()) this.run(p, p.linkUp(link.remote, 1, now));
     this.runDirectory(this.directory.linkUp(link.remote, now));
@@ -237,7 +246,8 @@ export class Device implements ControlHandler {
   }
 
   private runDirectory(actions: RoutingAction[]): void {
-    for (const a of actions) if (a.type !== 'routesChanged') this.dispatch(DIRECTORY_PROTOCOL_ID, a);
+    for (const a of actions)
+      if (a.type !== 'routesChanged') this.dispatch(DIRECTORY_PROTOCOL_ID, a);
   }
 
   private dispatch(protocol: number, a: Exclude<RoutingAction, { type: 'routesChanged' }>): void {
@@ -260,7 +270,8 @@ export class Device implements ControlHandler {
     const delay = Math.max(0, Math.min(next - performance.now(), 60000));
     this.timer = setTimeout(() => {
       const now = performance.now();
-      for (const p of this.protocols.values()) if (p.nextDeadline() <= now) this.run(p, p.tick(now));
+      for (const p of this.protocols.values())
+        if (p.nextDeadline() <= now) this.run(p, p.tick(now));
       if (this.directory.nextDeadline() <= now) this.runDirectory(this.directory.tick(now));
       this.schedule();
     }, delay);
@@ -274,20 +285,37 @@ export class Device implements ControlHandler {
       this.counters.inc('switch.dropped', { reason: 'no-link' });
       return;
     }
-    if (!link.send(FrameType.PACKET, bytes)) this.counters.inc('switch.dropped', { reason: 'link-refused' });
+    if (!link.send(FrameType.PACKET, bytes))
+      this.counters.inc('switch.dropped', { reason: 'link-refused' });
     else this.counters.inc('switch.forwarded');
   }
 
   /** Called by the switch for a packet of a connection with no VM here. Throws VmeshError to refuse. */
   private spawnForPacket(
     role: Exclude<VmRole, 'source'>,
-    packet: { connection: ConnectionId; protocol: number; source: DeviceId; destination: DeviceId; avoid?: DeviceId[] },
+    packet: {
+      connection: ConnectionId;
+      protocol: number;
+      source: DeviceId;
+      destination: DeviceId;
+      avoid?: DeviceId[];
+    },
   ): VmHandle {
     const protocol = this.protocols.get(packet.protocol);
     if (protocol === undefined) {
-      throw new VmeshError('VMESH_ERR_UNKNOWN_PROTOCOL', `protocol ${packet.protocol} is not enabled here`);
+      throw new VmeshError(
+        'VMESH_ERR_UNKNOWN_PROTOCOL',
+        `protocol ${packet.protocol} is not enabled here`,
+      );
     }
-    return this.spawnVm(role, protocol, packet.connection, packet.source, packet.destination, packet.avoid ?? []);
+    return this.spawnVm(
+      role,
+      protocol,
+      packet.connection,
+      packet.source,
+      packet.destination,
+      packet.avoid ?? [],
+    );
   }
 
   private spawnVm(
@@ -299,7 +327,9 @@ export class Device implements ControlHandler {
     avoid: DeviceId[],
     open?: { service: string; app: string },
   ): VmHandle {
-    const subscriber = { push: (fib: import('../routing/index.ts').ForwardingTable) => handle.post({ t: 'fib', fib }) };
+    const subscriber = {
+      push: (fib: ForwardingTable) => handle.post({ t: 'fib', fib }),
+    };
     const fib = this.fibs.subscribe(protocol, avoid, subscriber);
     let handle: VmHandle;
     try {
@@ -333,7 +363,13 @@ export class Device implements ControlHandler {
     }
     this.vms.set(connection, handle);
     this.logger.info(
-      { role, connection, protocol: protocol.name, vm: handle.record.vmId, thread: handle.record.threadId },
+      {
+        role,
+        connection,
+        protocol: protocol.name,
+        vm: handle.record.vmId,
+        thread: handle.record.threadId,
+      },
       'vm spawned',
     );
     return handle;
@@ -423,13 +459,24 @@ export class Device implements ControlHandler {
     try {
       const destination = this.directory.resolve(request.to);
       if (destination === undefined) {
-        throw new VmeshError('VMESH_ERR_UNKNOWN_DEVICE', `no device named "${request.to}" is known here`);
+        throw new VmeshError(
+          'VMESH_ERR_UNKNOWN_DEVICE',
+          `no device named "${request.to}" is known here`,
+        );
       }
       if (destination === this.id) {
-        throw new VmeshError('VMESH_ERR_UNKNOWN_DEVICE', `"${request.to}" is this device; connect to the service directly`);
+        throw new VmeshError(
+          'VMESH_ERR_UNKNOWN_DEVICE',
+          `"${request.to}" is this device; connect to the service directly`,
+        );
       }
       const siblings = [...this.vconns.values()]
-        .filter((v) => v.app === request.app && v.destination === destination && (v.state === 'open' || v.state === 'opening'))
+        .filter(
+          (v) =>
+            v.app === request.app &&
+            v.destination === destination &&
+            (v.state === 'open' || v.state === 'opening'),
+        )
         .map((v) => ({ connection: v.connection, protocol: v.protocol, relays: this.relaysOf(v) }));
       const selection = selectProtocol(this.config.policy, {
         app: request.app,
@@ -458,14 +505,28 @@ export class Device implements ControlHandler {
       this.vconns.set(connection, record);
       this.counters.inc('vconn.opened', { protocol: selection.protocol.name });
       this.logger.info(
-        { connection, app: request.app, to: record.destinationName, protocol: record.protocol, reason: record.reason },
+        {
+          connection,
+          app: request.app,
+          to: record.destinationName,
+          protocol: record.protocol,
+          reason: record.reason,
+        },
         'connection requested',
       );
       const id = connection;
-      const vm = this.spawnVm('source', selection.protocol, id, this.id, destination, selection.avoid, {
-        service: request.service,
-        app: request.app,
-      });
+      const vm = this.spawnVm(
+        'source',
+        selection.protocol,
+        id,
+        this.id,
+        destination,
+        selection.avoid,
+        {
+          service: request.service,
+          app: request.app,
+        },
+      );
       this.sessions.set(id, session);
       this.pendingOpens.set(id, (err) => {
         this.pendingOpens.delete(id);
@@ -493,13 +554,19 @@ export class Device implements ControlHandler {
             },
             end: () => vm.post({ t: 'app-end' }),
             consumed: (bytes) => vm.post({ t: 'app-consumed', bytes }),
-            abort: () => vm.post({ t: 'app-abort', code: 'VMESH_ERR_CONN_RESET', message: 'the app closed its stream' }),
+            abort: () =>
+              vm.post({
+                t: 'app-abort',
+                code: 'VMESH_ERR_CONN_RESET',
+                message: 'the app closed its stream',
+              }),
           },
           this.counters,
         );
       });
       socket.once('close', () => {
-        if (this.pendingOpens.has(id)) vm.post({ t: 'app-abort', code: 'VMESH_ERR_CONN_RESET', message: 'the app went away' });
+        if (this.pendingOpens.has(id))
+          vm.post({ t: 'app-abort', code: 'VMESH_ERR_CONN_RESET', message: 'the app went away' });
       });
     } catch (err) {
       const e = toVmeshError(err);
@@ -519,7 +586,8 @@ export class Device implements ControlHandler {
 
   resolve(name: string): unknown {
     const device = this.directory.resolve(name);
-    if (device === undefined) throw new VmeshError('VMESH_ERR_UNKNOWN_DEVICE', `no device named "${name}" is known here`);
+    if (device === undefined)
+      throw new VmeshError('VMESH_ERR_UNKNOWN_DEVICE', `no device named "${name}" is known here`);
     return { device, name: this.directory.nameOf(device) };
   }
 
@@ -545,7 +613,11 @@ export class Device implements ControlHandler {
       })),
       directory: this.directory.list().map((e) => ({ device: e.device, name: e.name })),
       routing: [...this.protocols.values()].map((p) => p.snapshot(now)),
-      vms: this.hypervisor.records().map((r: VmRecord) => ({ ...r, sourceName: nameOf(r.source), destinationName: nameOf(r.destination) })),
+      vms: this.hypervisor.records().map((r: VmRecord) => ({
+        ...r,
+        sourceName: nameOf(r.source),
+        destinationName: nameOf(r.destination),
+      })),
       vconns: [...this.vconns.values()].map((v) => ({
         ...v,
         avoidNames: v.avoid.map(nameOf),

@@ -53,7 +53,13 @@ export class Directory {
   private nextRefresh = 0;
   private readonly entries = new Map<DeviceId, DirectoryEntry>();
   /** Counters for snapshots. */
-  readonly counters = { announceSent: 0, announceReceived: 0, duplicate: 0, malformed: 0, expired: 0 };
+  readonly counters = {
+    announceSent: 0,
+    announceReceived: 0,
+    duplicate: 0,
+    malformed: 0,
+    expired: 0,
+  };
 
   constructor(self: DeviceId, name: string, options: DirectoryOptions = {}) {
     this.self = self;
@@ -75,7 +81,15 @@ export class Directory {
       actions.push({
         type: 'send',
         to: neighbour,
-        message: { type: DirectoryMessage.ANNOUNCE, body: encodeAnnounce({ origin: e.device, seq: e.seq, hopLimit: this.hopLimit, name: e.name }) },
+        message: {
+          type: DirectoryMessage.ANNOUNCE,
+          body: encodeAnnounce({
+            origin: e.device,
+            seq: e.seq,
+            hopLimit: this.hopLimit,
+            name: e.name,
+          }),
+        },
       });
       this.counters.announceSent++;
     }
@@ -112,7 +126,10 @@ export class Directory {
       {
         type: 'broadcast',
         except: from,
-        message: { type: DirectoryMessage.ANNOUNCE, body: encodeAnnounce({ ...a, hopLimit: a.hopLimit - 1 }) },
+        message: {
+          type: DirectoryMessage.ANNOUNCE,
+          body: encodeAnnounce({ ...a, hopLimit: a.hopLimit - 1 }),
+        },
       },
     ];
   }
@@ -156,7 +173,12 @@ export class Directory {
         type: 'broadcast',
         message: {
           type: DirectoryMessage.ANNOUNCE,
-          body: encodeAnnounce({ origin: this.self, seq: this.seq, hopLimit: this.hopLimit, name: this.name }),
+          body: encodeAnnounce({
+            origin: this.self,
+            seq: this.seq,
+            hopLimit: this.hopLimit,
+            name: this.name,
+          }),
         },
       },
     ];
@@ -165,7 +187,8 @@ export class Directory {
 
 export function encodeAnnounce(a: Announce): Buffer {
   const name = Buffer.from(a.name, 'utf8');
-  if (name.length === 0 || name.length > 64) throw new VmeshError('VMESH_ERR_MALFORMED', 'name must be 1..64 bytes');
+  if (name.length === 0 || name.length > 64)
+    throw new VmeshError('VMESH_ERR_MALFORMED', 'name must be 1..64 bytes');
   const out = Buffer.alloc(DEVICE_ID_BYTES + 6 + name.length);
   writeHexId(out, 0, a.origin, DEVICE_ID_BYTES);
   out.writeUInt32BE(a.seq >>> 0, 16);
@@ -188,5 +211,10 @@ export function decodeAnnounce(body: Uint8Array): Announce {
   } catch {
     throw new VmeshError('VMESH_ERR_MALFORMED', 'announce name is not UTF-8');
   }
-  return { origin: readHexId(b, 0, DEVICE_ID_BYTES), seq: b.readUInt32BE(16), hopLimit: b[20] as number, name };
+  return {
+    origin: readHexId(b, 0, DEVICE_ID_BYTES),
+    seq: b.readUInt32BE(16),
+    hopLimit: b[20] as number,
+    name,
+  };
 }

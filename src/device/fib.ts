@@ -27,7 +27,11 @@ export class ForwardingTables {
   private version = 0;
 
   /** The current table for (protocol, avoid), subscribing `subscriber` to its updates. */
-  subscribe(protocol: RoutingProtocol, avoid: readonly DeviceId[], subscriber: FibSubscriber): ForwardingTable {
+  subscribe(
+    protocol: RoutingProtocol,
+    avoid: readonly DeviceId[],
+    subscriber: FibSubscriber,
+  ): ForwardingTable {
     const key = keyOf(protocol.id, avoid);
     let entry = this.entries.get(key);
     if (entry === undefined) {

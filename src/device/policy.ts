@@ -47,7 +47,9 @@ export interface Selection {
 
 export function selectProtocol(policy: PolicyName, req: SelectionRequest): Selection {
   const dest = req.nameOf(req.destination);
-  const relays = [...new Set(req.siblings.flatMap((s) => s.relays))].filter((r) => r !== req.destination).sort();
+  const relays = [...new Set(req.siblings.flatMap((s) => s.relays))]
+    .filter((r) => r !== req.destination)
+    .sort();
   const avoidText = relays.map(req.nameOf).join(', ');
   const ordinal = req.siblings.length + 1;
   const who = `connection ${ordinal} of app "${req.app}" to ${dest}`;

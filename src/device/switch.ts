@@ -14,7 +14,13 @@ import type { ErrorCode } from '../errors/index.ts';
 import type { Counters } from '../observe/index.ts';
 import type { RoutingProtocol } from '../routing/index.ts';
 import type { VmHandle, VmRole } from '../vm/index.ts';
-import { PacketFlag, PacketKind, decodePacket, encodeErrorPayload, encodePacket } from '../wire/index.ts';
+import {
+  PacketFlag,
+  PacketKind,
+  decodePacket,
+  encodeErrorPayload,
+  encodePacket,
+} from '../wire/index.ts';
 import type { ConnectionId, DeviceId, Packet } from '../wire/index.ts';
 
 export interface SwitchDeps {
@@ -52,7 +58,12 @@ export class Switch {
       }
       const toMe = packet.destination === this.deps.self;
       if (toMe && (packet.flags & PacketFlag.SYN) === 0) {
-        this.refuse(from, packet, 'VMESH_ERR_UNKNOWN_CONNECTION', 'no such connection at the destination');
+        this.refuse(
+          from,
+          packet,
+          'VMESH_ERR_UNKNOWN_CONNECTION',
+          'no such connection at the destination',
+        );
         return;
       }
       if (packet.source === this.deps.self) {

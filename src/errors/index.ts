@@ -54,7 +54,7 @@ export const ERRORS = {
   },
   VMESH_ERR_SERVICE_UNAVAILABLE: {
     wire: 12,
-    summary: "The service is exposed but its local TCP address refused or failed the connection.",
+    summary: 'The service is exposed but its local TCP address refused or failed the connection.',
   },
   VMESH_ERR_VM_LIMIT: {
     wire: 13,

@@ -46,7 +46,7 @@ export async function connect(options: ConnectOptions): Promise<VconnStream> {
   if (control === undefined || control === '') {
     throw new VmeshError(
       'VMESH_ERR_DAEMON_UNREACHABLE',
-      'no control socket: pass { control: PATH } or set VMESH_CONTROL to the device\'s control socket',
+      "no control socket: pass { control: PATH } or set VMESH_CONTROL to the device's control socket",
     );
   }
   const { reply, socket, rest } = await openControl(
@@ -78,7 +78,12 @@ export class VconnStream extends Duplex {
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.once('close', () => {
       if (!this.ended && !this.failed) {
-        this.fail(new VmeshError('VMESH_ERR_DAEMON_UNREACHABLE', 'the device closed the connection unexpectedly'));
+        this.fail(
+          new VmeshError(
+            'VMESH_ERR_DAEMON_UNREACHABLE',
+            'the device closed the connection unexpectedly',
+          ),
+        );
       }
     });
     socket.on('error', () => undefined);
@@ -90,7 +95,11 @@ export class VconnStream extends Duplex {
     this.socket.resume();
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+  override _write(
+    chunk: Buffer,
+    _encoding: BufferEncoding,
+    callback: (error?: Error | null) => void,
+  ): void {
     if (this.failed) {
       callback(new VmeshError('VMESH_ERR_CONN_RESET', 'the connection has failed'));
       return;
@@ -98,7 +107,9 @@ export class VconnStream extends Duplex {
     // Frames of at most 64 KiB: the device bounds the frames it accepts.
     let last = true;
     for (let at = 0; at < chunk.length; at += APP_FRAME_BYTES) {
-      last = this.socket.write(encodeFrame(AppFrame.DATA, chunk.subarray(at, at + APP_FRAME_BYTES)));
+      last = this.socket.write(
+        encodeFrame(AppFrame.DATA, chunk.subarray(at, at + APP_FRAME_BYTES)),
+      );
     }
     if (last) callback();
     else this.socket.once('drain', () => callback());

@@ -32,15 +32,23 @@ export function verifyHello(body: Uint8Array, self: Identity): Hello {
   } catch (err) {
     const e = err as VmeshError;
     throw new VmeshError(
-      e.code === 'VMESH_ERR_UNSUPPORTED_VERSION' ? 'VMESH_ERR_UNSUPPORTED_VERSION' : 'VMESH_ERR_HANDSHAKE',
+      e.code === 'VMESH_ERR_UNSUPPORTED_VERSION'
+        ? 'VMESH_ERR_UNSUPPORTED_VERSION'
+        : 'VMESH_ERR_HANDSHAKE',
       `bad hello: ${e.message}`,
     );
   }
   if (deriveDeviceId(hello.signingKey, hello.agreementKey) !== hello.device) {
-    throw new VmeshError('VMESH_ERR_HANDSHAKE', 'peer claims a device id that does not match its keys');
+    throw new VmeshError(
+      'VMESH_ERR_HANDSHAKE',
+      'peer claims a device id that does not match its keys',
+    );
   }
   if (hello.device === self.deviceId) {
-    throw new VmeshError('VMESH_ERR_HANDSHAKE', 'peer claims to be this device (a link to itself?)');
+    throw new VmeshError(
+      'VMESH_ERR_HANDSHAKE',
+      'peer claims to be this device (a link to itself?)',
+    );
   }
   return hello;
 }

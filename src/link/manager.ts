@@ -55,7 +55,9 @@ export class LinkManager {
     this.init = init;
     this.options = {
       ...DEFAULT_LINK_OPTIONS,
-      ...(Object.fromEntries(Object.entries(init.options ?? {}).filter(([, v]) => v !== undefined)) as LinkOptions),
+      ...(Object.fromEntries(
+        Object.entries(init.options ?? {}).filter(([, v]) => v !== undefined),
+      ) as LinkOptions),
     };
     this.dialers = (init.neighbours ?? []).map((n) => ({
       address: n.address,
@@ -82,7 +84,9 @@ export class LinkManager {
   async start(): Promise<void> {
     this.running = true;
     if (this.init.listen !== undefined) {
-      this.listener = await this.init.transport.listen(this.init.listen, (stream) => this.accept(stream));
+      this.listener = await this.init.transport.listen(this.init.listen, (stream) =>
+        this.accept(stream),
+      );
     }
     for (const d of this.dialers) this.dial(d);
   }
@@ -127,7 +131,10 @@ export class LinkManager {
       })
       .catch((err: unknown) => {
         this.init.counters.inc('link.dial.failed');
-        this.init.logger.debug({ address: d.address, err: toVmeshError(err).message }, 'dial failed');
+        this.init.logger.debug(
+          { address: d.address, err: toVmeshError(err).message },
+          'dial failed',
+        );
         this.scheduleDial(d);
       })
       .finally(() => {
@@ -156,7 +163,10 @@ export class LinkManager {
     } catch (err) {
       const e = toVmeshError(err, 'VMESH_ERR_HANDSHAKE');
       this.init.counters.inc('link.handshake.failed', { code: e.code });
-      this.init.logger.warn({ direction: session.direction, err: e.message }, 'link handshake failed');
+      this.init.logger.warn(
+        { direction: session.direction, err: e.message },
+        'link handshake failed',
+      );
       throw e;
     } finally {
       this.pending.delete(session);

@@ -34,7 +34,13 @@ export class LinkSession implements Link {
   private lastHeard = performance.now();
   private rtt: number | undefined;
   private keepalive: NodeJS.Timeout | undefined;
-  private readonly statsData: LinkStats = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, dropped: {} };
+  private readonly statsData: LinkStats = {
+    framesIn: 0,
+    framesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    dropped: {},
+  };
   private handshakeDone: ((hello: Hello) => void) | undefined;
   private handshakeFailed: ((err: VmeshError) => void) | undefined;
 
@@ -62,7 +68,10 @@ export class LinkSession implements Link {
   handshake(identity: Identity, name: string): Promise<Hello> {
     const verifying = new Promise<Hello>((resolve, reject) => {
       const timer = setTimeout(() => {
-        const err = new VmeshError('VMESH_ERR_HANDSHAKE', `no hello within ${this.options.handshakeTimeoutMs} ms`);
+        const err = new VmeshError(
+          'VMESH_ERR_HANDSHAKE',
+          `no hello within ${this.options.handshakeTimeoutMs} ms`,
+        );
         this.handshakeFailed?.(err);
       }, this.options.handshakeTimeoutMs);
       this.handshakeDone = (hello) => {
@@ -139,7 +148,9 @@ export class LinkSession implements Link {
     this.isClosed = true;
     this.closeReason = reason;
     if (this.keepalive !== undefined) clearInterval(this.keepalive);
-    this.handshakeFailed?.(new VmeshError('VMESH_ERR_HANDSHAKE', `link closed during handshake: ${reason}`));
+    this.handshakeFailed?.(
+      new VmeshError('VMESH_ERR_HANDSHAKE', `link closed during handshake: ${reason}`),
+    );
     this.stream.destroy();
     const listeners = this.closeListeners;
     this.closeListeners = [];
@@ -187,7 +198,9 @@ export class LinkSession implements Link {
       // Handshaking: the first frame must be the peer's hello.
       if (this.handshakeDone === undefined) return;
       if (type !== FrameType.HELLO) {
-        this.handshakeFailed?.(new VmeshError('VMESH_ERR_HANDSHAKE', `expected a hello, got frame type ${type}`));
+        this.handshakeFailed?.(
+          new VmeshError('VMESH_ERR_HANDSHAKE', `expected a hello, got frame type ${type}`),
+        );
         return;
       }
       try {
@@ -216,7 +229,8 @@ export class LinkSession implements Link {
           return;
         }
         const sample = performance.now() - sent;
-        if (sample >= 0 && sample < 60000) this.rtt = this.rtt === undefined ? sample : this.rtt + (sample - this.rtt) / 8;
+        if (sample >= 0 && sample < 60000)
+          this.rtt = this.rtt === undefined ? sample : this.rtt + (sample - this.rtt) / 8;
         return;
       }
       default:

@@ -13,7 +13,8 @@ export class Reader {
   }
 
   private need(n: number): void {
-    if (this.pos + n > this.buf.length) throw new VmeshError('VMESH_ERR_MALFORMED', 'message truncated');
+    if (this.pos + n > this.buf.length)
+      throw new VmeshError('VMESH_ERR_MALFORMED', 'message truncated');
   }
 
   u8(): number {
@@ -37,6 +38,7 @@ export class Reader {
 
   /** Throws unless every byte was consumed. */
   end(): void {
-    if (this.pos !== this.buf.length) throw new VmeshError('VMESH_ERR_MALFORMED', 'trailing bytes in message');
+    if (this.pos !== this.buf.length)
+      throw new VmeshError('VMESH_ERR_MALFORMED', 'trailing bytes in message');
   }
 }

@@ -15,7 +15,18 @@ export type {
 export { ProtocolRegistry, builtinProtocols } from './registry.ts';
 export { linkState } from './link-state/index.ts';
 export type { LinkStateInit } from './link-state/index.ts';
-export { LinkStateMessage, decodeLsa, encodeLsa, decodeHello as decodeLinkStateHello, encodeHello as encodeLinkStateHello } from './link-state/messages.ts';
-export { flooding, FloodingMessage, decodeAnnounce as decodeFloodAnnounce, encodeAnnounce as encodeFloodAnnounce } from './flooding/index.ts';
+export {
+  LinkStateMessage,
+  decodeLsa,
+  encodeLsa,
+  decodeHello as decodeLinkStateHello,
+  encodeHello as encodeLinkStateHello,
+} from './link-state/messages.ts';
+export {
+  flooding,
+  FloodingMessage,
+  decodeAnnounce as decodeFloodAnnounce,
+  encodeAnnounce as encodeFloodAnnounce,
+} from './flooding/index.ts';
 export type { FloodingInit } from './flooding/index.ts';
 export { shortestPaths } from './link-state/spf.ts';

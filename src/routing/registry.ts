@@ -15,12 +15,15 @@ export class ProtocolRegistry {
   private readonly byWireId = new Map<number, ProtocolDescriptor>();
 
   register(d: ProtocolDescriptor): void {
-    if (!NAME.test(d.name)) throw new VmeshError('VMESH_ERR_CONFIG', `bad protocol name "${d.name}"`);
+    if (!NAME.test(d.name))
+      throw new VmeshError('VMESH_ERR_CONFIG', `bad protocol name "${d.name}"`);
     if (!Number.isInteger(d.id) || d.id < 1 || d.id > 255) {
       throw new VmeshError('VMESH_ERR_CONFIG', `protocol ${d.name}: id must be 1..255`);
     }
-    if (this.byName.has(d.name)) throw new VmeshError('VMESH_ERR_CONFIG', `protocol "${d.name}" is already registered`);
-    if (this.byWireId.has(d.id)) throw new VmeshError('VMESH_ERR_CONFIG', `protocol id ${d.id} is already taken`);
+    if (this.byName.has(d.name))
+      throw new VmeshError('VMESH_ERR_CONFIG', `protocol "${d.name}" is already registered`);
+    if (this.byWireId.has(d.id))
+      throw new VmeshError('VMESH_ERR_CONFIG', `protocol id ${d.id} is already taken`);
     this.byName.set(d.name, d);
     this.byWireId.set(d.id, d);
   }

@@ -84,7 +84,10 @@ export function echoRoundTrip(stream: VconnStream, data: Buffer): Promise<Buffer
   });
 }
 
-export async function runDemo(options: DemoOptions, say: (line: string) => void): Promise<DemoResult> {
+export async function runDemo(
+  options: DemoOptions,
+  say: (line: string) => void,
+): Promise<DemoResult> {
   const size = options.bytes ?? 1024 * 1024;
   const dir = mkdtempSync(join(tmpdir(), 'vmesh-demo-'));
   const echo = await startEchoServer();
@@ -94,7 +97,9 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
   let exitCodes: Record<string, number | string> = {};
   let devices: DemoResult['devices'] = [];
   try {
-    say('starting 4 devices as separate processes on 127.0.0.1: diamond A–B–D, A–C–D (A and D not linked)');
+    say(
+      'starting 4 devices as separate processes on 127.0.0.1: diamond A–B–D, A–C–D (A and D not linked)',
+    );
     testbed = await startTestbed(dir, [
       { name: 'A', dials: ['B', 'C'] },
       { name: 'B', dials: ['D'] },
@@ -105,7 +110,9 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
     await testbed.converged();
     const a = testbed.device('A');
 
-    say(`app "${APP}" on A opens two connections to service "echo" on D and sends ${size} bytes on each`);
+    say(
+      `app "${APP}" on A opens two connections to service "echo" on D and sends ${size} bytes on each`,
+    );
     // One after the other, so the policy sees the first connection when it chooses for the second.
     const opened: { i: number; stream: VconnStream; setupMs: number }[] = [];
     for (const i of [0, 1]) {
@@ -139,7 +146,12 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
       for (const [name, s] of statuses) {
         for (const vm of s.vms) {
           if (vm.connection !== info.connection) continue;
-          const entry: DemoConnection['vms'][number] = { device: name, role: vm.role, vmId: vm.vmId, threadId: vm.threadId };
+          const entry: DemoConnection['vms'][number] = {
+            device: name,
+            role: vm.role,
+            vmId: vm.vmId,
+            threadId: vm.threadId,
+          };
           if (vm.endReason !== undefined) entry.endReason = vm.endReason;
           vms.push(entry);
         }
@@ -196,14 +208,24 @@ export async function runDemo(options: DemoOptions, say: (line: string) => void)
 /** The facts of claim 1 the demo must show. */
 export function checkClaim(conns: DemoConnection[]): { ok: boolean; text: string }[] {
   const out: { ok: boolean; text: string }[] = [];
-  const intact = conns.length === 2 && conns.every((c) => c.intact && c.bytesEchoed === c.bytesSent);
-  out.push({ ok: intact, text: intact ? 'both connections echoed every byte intact' : 'bytes were lost or changed' });
+  const intact =
+    conns.length === 2 && conns.every((c) => c.intact && c.bytesEchoed === c.bytesSent);
+  out.push({
+    ok: intact,
+    text: intact ? 'both connections echoed every byte intact' : 'bytes were lost or changed',
+  });
   const protocols = conns.map((c) => c.protocol);
   const differ = new Set(protocols).size === 2;
-  out.push({ ok: differ, text: `${differ ? 'different' : 'the SAME'} protocols: ${protocols.join(', ')}` });
+  out.push({
+    ok: differ,
+    text: `${differ ? 'different' : 'the SAME'} protocols: ${protocols.join(', ')}`,
+  });
   const relays = conns.map((c) => c.forwardPath.slice(1, -1).join('+'));
   const disjoint = relays.length === 2 && relays.every((r) => r !== '') && relays[0] !== relays[1];
-  out.push({ ok: disjoint, text: `${disjoint ? 'different' : 'NOT different'} relays: ${relays.join(', ')}` });
+  out.push({
+    ok: disjoint,
+    text: `${disjoint ? 'different' : 'NOT different'} relays: ${relays.join(', ')}`,
+  });
   const vmsOk = conns.every((c) => {
     const relay = c.forwardPath.slice(1, -1);
     return (
@@ -214,7 +236,9 @@ export function checkClaim(conns: DemoConnection[]): { ok: boolean; text: string
   });
   out.push({
     ok: vmsOk,
-    text: vmsOk ? 'each connection had its own VM on A, on its relay and on D' : 'a VM was missing on the path',
+    text: vmsOk
+      ? 'each connection had its own VM on A, on its relay and on D'
+      : 'a VM was missing on the path',
   });
   return out;
 }

@@ -98,7 +98,10 @@ function cliCommand(): { command: string; args: string[] } {
   if (here.endsWith('.ts')) {
     // Resolve tsx from this package, so it works whatever the current folder is.
     const tsx = import.meta.resolve('tsx');
-    return { command: process.execPath, args: ['--import', tsx, fileURLToPath(new URL('../cli/main.ts', here))] };
+    return {
+      command: process.execPath,
+      args: ['--import', tsx, fileURLToPath(new URL('../cli/main.ts', here))],
+    };
   }
   return { command: process.execPath, args: [fileURLToPath(new URL('../cli/main.js', here))] };
 }
@@ -122,7 +125,8 @@ export async function startTestbed(
       listen: listen.get(s.name),
       neighbours: (s.dials ?? []).map((n) => {
         const address = listen.get(n);
-        if (address === undefined) throw new VmeshError('VMESH_ERR_CONFIG', `testbed: unknown device ${n}`);
+        if (address === undefined)
+          throw new VmeshError('VMESH_ERR_CONFIG', `testbed: unknown device ${n}`);
         return address;
       }),
       expose: s.expose ?? {},
@@ -161,27 +165,38 @@ export async function startTestbed(
     devices,
     device(name) {
       const d = devices.get(name);
-      if (d === undefined) throw new VmeshError('VMESH_ERR_UNKNOWN_DEVICE', `testbed has no device ${name}`);
+      if (d === undefined)
+        throw new VmeshError('VMESH_ERR_UNKNOWN_DEVICE', `testbed has no device ${name}`);
       return d;
     },
     async status(name) {
-      return (await controlRequest(testbed.device(name).control, { op: 'status' }, 5000)) as unknown as DeviceStatus;
+      return (await controlRequest(
+        testbed.device(name).control,
+        { op: 'status' },
+        5000,
+      )) as unknown as DeviceStatus;
     },
     async converged(timeoutMs = 20000) {
       const names = [...devices.keys()].filter((n) => devices.get(n)?.process.exitCode === null);
-      await waitFor(async () => {
-        for (const n of names) {
-          const s = await testbed.status(n);
-          const known = new Set(s.directory.map((e) => e.name));
-          if (!names.every((m) => known.has(m))) return false;
-          const ids = s.directory.filter((e) => e.name !== n && names.includes(e.name)).map((e) => e.device);
-          for (const r of s.routing) {
-            const dests = new Set(r.routes.map((x) => x.destination));
-            if (!ids.every((id) => dests.has(id))) return false;
+      await waitFor(
+        async () => {
+          for (const n of names) {
+            const s = await testbed.status(n);
+            const known = new Set(s.directory.map((e) => e.name));
+            if (!names.every((m) => known.has(m))) return false;
+            const ids = s.directory
+              .filter((e) => e.name !== n && names.includes(e.name))
+              .map((e) => e.device);
+            for (const r of s.routing) {
+              const dests = new Set(r.routes.map((x) => x.destination));
+              if (!ids.every((id) => dests.has(id))) return false;
+            }
           }
-        }
-        return true;
-      }, timeoutMs, 'routes to converge');
+          return true;
+        },
+        timeoutMs,
+        'routes to converge',
+      );
     },
     async kill(name) {
       const d = testbed.device(name);
@@ -190,7 +205,8 @@ export async function startTestbed(
     },
     async stop() {
       const codes = new Map<string, number | string>();
-      for (const d of devices.values()) if (d.process.exitCode === null && d.process.signalCode === null) d.process.kill('SIGTERM');
+      for (const d of devices.values())
+        if (d.process.exitCode === null && d.process.signalCode === null) d.process.kill('SIGTERM');
       for (const d of devices.values()) {
         const timer = setTimeout(() => d.process.kill('SIGKILL'), 10000);
         codes.set(d.name, await d.exited);
@@ -205,7 +221,10 @@ export async function startTestbed(
       async () => {
         for (const d of devices.values()) {
           if (d.process.exitCode !== null) {
-            throw new VmeshError('VMESH_ERR_INTERNAL', `device ${d.name} exited at start:\n${d.output().slice(-2000)}`);
+            throw new VmeshError(
+              'VMESH_ERR_INTERNAL',
+              `device ${d.name} exited at start:\n${d.output().slice(-2000)}`,
+            );
           }
           try {
             await controlRequest(d.control, { op: 'status' }, 2000);
@@ -226,11 +245,19 @@ export async function startTestbed(
 }
 
 /** Polls `check` every 100 ms until it returns true; throws VMESH_ERR_TIMEOUT after `timeoutMs`. */
-export async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+export async function waitFor(
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
-    if (Date.now() > deadline) throw new VmeshError('VMESH_ERR_TIMEOUT', `timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new VmeshError(
+        'VMESH_ERR_TIMEOUT',
+        `timed out after ${timeoutMs} ms waiting for ${what}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }

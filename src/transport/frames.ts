@@ -12,7 +12,15 @@
  */
 import { VmeshError } from '../errors/index.ts';
 
-export const FrameKind = { OPEN: 1, ACCEPT: 2, STREAM: 3, ACK: 4, MAX_DATA: 5, CLOSE: 6, PING: 7 } as const;
+export const FrameKind = {
+  OPEN: 1,
+  ACCEPT: 2,
+  STREAM: 3,
+  ACK: 4,
+  MAX_DATA: 5,
+  CLOSE: 6,
+  PING: 7,
+} as const;
 export const MAX_ACK_RANGES = 32;
 const U48 = 2 ** 48;
 
@@ -53,7 +61,9 @@ export function frameSize(f: TransportFrame): number {
     case 'max-data':
       return 7;
     case 'close':
-      return 4 + Buffer.byteLength(f.code, 'ascii') + Math.min(Buffer.byteLength(f.reason, 'utf8'), 1024);
+      return (
+        4 + Buffer.byteLength(f.code, 'ascii') + Math.min(Buffer.byteLength(f.reason, 'utf8'), 1024)
+      );
   }
 }
 
@@ -85,7 +95,8 @@ export function encodeFrames(frames: TransportFrame[]): Buffer {
         pos += 12 + f.data.length;
         break;
       case 'ack':
-        if (f.ranges.length < 1 || f.ranges.length > MAX_ACK_RANGES) throw malformed('ack needs 1..32 ranges');
+        if (f.ranges.length < 1 || f.ranges.length > MAX_ACK_RANGES)
+          throw malformed('ack needs 1..32 ranges');
         out[pos] = FrameKind.ACK;
         out.writeUInt16BE(Math.min(0xffff, Math.max(0, Math.round(f.delayMs))), pos + 1);
         out[pos + 3] = f.ranges.length;
@@ -157,7 +168,12 @@ export function decodeFrames(payload: Uint8Array): TransportFrame[] {
         const n = b.readUInt32BE(pos + 7);
         need(11 + n);
         if (offset + n >= U48) throw malformed('stream offset over 2^48');
-        frames.push({ kind: 'stream', offset, fin: (flags & 1) === 1, data: b.subarray(pos + 11, pos + 11 + n) });
+        frames.push({
+          kind: 'stream',
+          offset,
+          fin: (flags & 1) === 1,
+          data: b.subarray(pos + 11, pos + 11 + n),
+        });
         pos += 11 + n;
         break;
       }
@@ -195,7 +211,9 @@ export function decodeFrames(payload: Uint8Array): TransportFrame[] {
         need(3 + cl + rl);
         let reason: string;
         try {
-          reason = new TextDecoder('utf-8', { fatal: true }).decode(b.subarray(pos + 3 + cl, pos + 3 + cl + rl));
+          reason = new TextDecoder('utf-8', { fatal: true }).decode(
+            b.subarray(pos + 3 + cl, pos + 3 + cl + rl),
+          );
         } catch {
           throw malformed('close reason not UTF-8');
         }

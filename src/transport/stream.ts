@@ -175,7 +175,10 @@ export class Stream implements StreamTransport {
 
   consumed(bytes: number, _now: number): void {
     this.consumedOffset = Math.min(this.readOffset, this.consumedOffset + Math.max(0, bytes));
-    if (this.consumedOffset + this.o.receiveWindowBytes - this.advertisedMax >= this.o.receiveWindowBytes / 2) {
+    if (
+      this.consumedOffset + this.o.receiveWindowBytes - this.advertisedMax >=
+      this.o.receiveWindowBytes / 2
+    ) {
       this.advertisedMax = this.consumedOffset + this.o.receiveWindowBytes;
       this.pendingMaxData = true;
     }
@@ -315,7 +318,10 @@ export class Stream implements StreamTransport {
   private onStream(offset: number, data: Uint8Array, fin: boolean, now: number): void {
     const end = offset + data.length;
     if (end > this.advertisedMax) {
-      this.pendingClose = { code: 'VMESH_ERR_FLOW_CONTROL', reason: `peer sent up to ${end} past its window ${this.advertisedMax}` };
+      this.pendingClose = {
+        code: 'VMESH_ERR_FLOW_CONTROL',
+        reason: `peer sent up to ${end} past its window ${this.advertisedMax}`,
+      };
       this.fail('VMESH_ERR_FLOW_CONTROL', this.pendingClose.reason, false, now, true);
       return;
     }
@@ -327,7 +333,8 @@ export class Stream implements StreamTransport {
       const start = Math.max(offset, this.readOffset);
       const existing = this.reassembly.get(start);
       const piece = data.subarray(start - offset);
-      if (existing === undefined || existing.length < piece.length) this.reassembly.set(start, new Uint8Array(piece));
+      if (existing === undefined || existing.length < piece.length)
+        this.reassembly.set(start, new Uint8Array(piece));
     }
     // Deliver whatever is now contiguous.
     for (;;) {
@@ -345,7 +352,11 @@ export class Stream implements StreamTransport {
       }
       if (!progressed) break;
     }
-    if (!this.endReported && this.peerFinOffset !== undefined && this.readOffset >= this.peerFinOffset) {
+    if (
+      !this.endReported &&
+      this.peerFinOffset !== undefined &&
+      this.readOffset >= this.peerFinOffset
+    ) {
       this.endReported = true;
       this.queue.push({ type: 'end' });
     }
@@ -413,7 +424,13 @@ export class Stream implements StreamTransport {
   private checkTimers(now: number): void {
     if (this.finished) return;
     if (this.outstanding() && now - this.lastProgress >= this.o.idleTimeoutMs) {
-      this.fail('VMESH_ERR_TIMEOUT', `no acknowledgement for ${this.o.idleTimeoutMs} ms`, false, now, false);
+      this.fail(
+        'VMESH_ERR_TIMEOUT',
+        `no acknowledgement for ${this.o.idleTimeoutMs} ms`,
+        false,
+        now,
+        false,
+      );
       return;
     }
     if (this.rtoDeadline !== undefined && now >= this.rtoDeadline) {
@@ -426,7 +443,8 @@ export class Stream implements StreamTransport {
 
   private armRto(now: number): void {
     let oldest: number | undefined;
-    for (const p of this.sent.values()) if (p.ackEliciting && (oldest === undefined || p.time < oldest)) oldest = p.time;
+    for (const p of this.sent.values())
+      if (p.ackEliciting && (oldest === undefined || p.time < oldest)) oldest = p.time;
     this.rtoDeadline = oldest === undefined ? undefined : Math.max(now, oldest + this.rtt.rto());
   }
 
@@ -455,7 +473,16 @@ export class Stream implements StreamTransport {
     if (this.state === 'failed' && this.pendingClose === undefined) return undefined;
     const frames: TransportFrame[] = [];
     let room = this.o.maxPayloadBytes;
-    const sp: SentPacket = { time: now, ackEliciting: false, bytes: 0, streamRanges: [], fin: false, open: false, accept: false, maxData: false };
+    const sp: SentPacket = {
+      time: now,
+      ackEliciting: false,
+      bytes: 0,
+      streamRanges: [],
+      fin: false,
+      open: false,
+      accept: false,
+      maxData: false,
+    };
     const add = (f: TransportFrame): void => {
       frames.push(f);
       room -= frameSize(f);
@@ -482,10 +509,19 @@ export class Stream implements StreamTransport {
       this.pendingMaxData = false;
     }
     const ackDue = this.ackPending && this.ackDeadline !== undefined && now >= this.ackDeadline;
-    if (this.state === 'open' && !this.finished) this.addStream(sp, frames, () => room, (f) => add(f));
+    if (this.state === 'open' && !this.finished)
+      this.addStream(
+        sp,
+        frames,
+        () => room,
+        (f) => add(f),
+      );
     const eliciting = frames.length > 0;
     if (this.ackPending && (ackDue || eliciting)) {
-      const ranges = [...this.received.list()].reverse().slice(0, MAX_ACK_RANGES).map(([s, e]): [number, number] => [s, e - 1]);
+      const ranges = [...this.received.list()]
+        .reverse()
+        .slice(0, MAX_ACK_RANGES)
+        .map(([s, e]): [number, number] => [s, e - 1]);
       if (ranges.length > 0) add({ kind: 'ack', delayMs: 0, ranges });
       this.ackPending = false;
       this.ackDeadline = undefined;
@@ -495,9 +531,19 @@ export class Stream implements StreamTransport {
     return this.emit(frames, sp, now, eliciting);
   }
 
-  private addStream(sp: SentPacket, frames: TransportFrame[], room: () => number, add: (f: TransportFrame) => void): void {
+  private addStream(
+    sp: SentPacket,
+    frames: TransportFrame[],
+    room: () => number,
+    add: (f: TransportFrame) => void,
+  ): void {
     const window = this.cc.window();
-    const fits = (n: number): number => Math.min(n, room() - 12 - 16 /* leave space for an ack */, window - this.bytesInFlight - sp.bytes);
+    const fits = (n: number): number =>
+      Math.min(
+        n,
+        room() - 12 - 16 /* leave space for an ack */,
+        window - this.bytesInFlight - sp.bytes,
+      );
     // Retransmissions first.
     for (const [s, e] of [...this.retransmit.list()]) {
       const n = fits(e - s);
@@ -514,7 +560,8 @@ export class Stream implements StreamTransport {
       if (n > 0) {
         const s = this.sendOffset;
         this.sendOffset += n;
-        const fin = this.finOffset !== undefined && this.sendOffset === this.finOffset && !this.finSent;
+        const fin =
+          this.finOffset !== undefined && this.sendOffset === this.finOffset && !this.finSent;
         add({ kind: 'stream', offset: s, fin, data: this.slice(s, s + n) });
         sp.streamRanges.push([s, s + n]);
         sp.bytes += n;
@@ -524,7 +571,12 @@ export class Stream implements StreamTransport {
         }
       }
     }
-    if (this.finOffset !== undefined && this.sendOffset === this.finOffset && !this.finSent && room() >= 12) {
+    if (
+      this.finOffset !== undefined &&
+      this.sendOffset === this.finOffset &&
+      !this.finSent &&
+      room() >= 12
+    ) {
       add({ kind: 'stream', offset: this.finOffset, fin: true, data: new Uint8Array(0) });
       this.finSent = true;
       sp.fin = true;
@@ -532,7 +584,12 @@ export class Stream implements StreamTransport {
     void frames;
   }
 
-  private emit(frames: TransportFrame[], sp: SentPacket, now: number, eliciting: boolean): OutgoingPacket {
+  private emit(
+    frames: TransportFrame[],
+    sp: SentPacket,
+    now: number,
+    eliciting: boolean,
+  ): OutgoingPacket {
     const packetNumber = this.nextPacketNumber++;
     sp.ackEliciting = eliciting;
     if (eliciting) {
@@ -547,7 +604,10 @@ export class Stream implements StreamTransport {
 
   private checkClosed(): void {
     if (this.state !== 'open') return;
-    const allSent = this.finOffset !== undefined && this.finAcked && this.acked.contiguousFrom(0) >= this.finOffset;
+    const allSent =
+      this.finOffset !== undefined &&
+      this.finAcked &&
+      this.acked.contiguousFrom(0) >= this.finOffset;
     const allReceived = this.endReported;
     if (allSent && allReceived) {
       this.state = 'closed';
@@ -556,7 +616,13 @@ export class Stream implements StreamTransport {
     }
   }
 
-  private fail(code: string, message: string, remote: boolean, _now: number, _sendClose: boolean): void {
+  private fail(
+    code: string,
+    message: string,
+    remote: boolean,
+    _now: number,
+    _sendClose: boolean,
+  ): void {
     if (this.finished) return;
     this.state = 'failed';
     this.rtoDeadline = undefined;
@@ -565,6 +631,9 @@ export class Stream implements StreamTransport {
   }
 }
 
-export function createTransport(options: TransportOptions, cc?: CongestionController): StreamTransport {
+export function createTransport(
+  options: TransportOptions,
+  cc?: CongestionController,
+): StreamTransport {
   return new Stream(options, cc);
 }

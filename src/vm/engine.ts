@@ -57,11 +57,21 @@ export class VmEngine {
   private readonly transport: StreamTransport | undefined;
   private out: PacketItem[] = [];
   private done = false;
-  private readonly counters: Required<Pick<VmReport, 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut'>> & {
+  private readonly counters: Required<
+    Pick<VmReport, 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut'>
+  > & {
     dropped: Record<string, number>;
     appBytesSent: number;
     appBytesReceived: number;
-  } = { packetsIn: 0, packetsOut: 0, bytesIn: 0, bytesOut: 0, dropped: {}, appBytesSent: 0, appBytesReceived: 0 };
+  } = {
+    packetsIn: 0,
+    packetsOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    dropped: {},
+    appBytesSent: 0,
+    appBytesReceived: 0,
+  };
   private readonly seen = new Map<DeviceId, PacketWindow>();
   private readonly neighboursSeen = new Set<DeviceId>();
   private lastPacketAt: number;
@@ -177,7 +187,8 @@ export class VmEngine {
       this.drop('wrong-connection');
       return;
     }
-    if (packet.source === this.spec.source && packet.kind === PacketKind.DATA) this.towardSource = item.peer;
+    if (packet.source === this.spec.source && packet.kind === PacketKind.DATA)
+      this.towardSource = item.peer;
     if (packet.destination === this.spec.self && this.spec.role !== 'relay') {
       this.deliver(packet, now);
     } else {
@@ -187,8 +198,8 @@ export class VmEngine {
 
   private deliver(packet: Packet, now: number): void {
     if (packet.kind === PacketKind.ERROR) {
-      let wire: number = ERRORS.VMESH_ERR_INTERNAL.wire;
-      let reason = 'error reported';
+      let wire: number;
+      let reason: string;
       try {
         ({ wire, reason } = decodeErrorPayload(packet.payload));
       } catch {
@@ -255,7 +266,8 @@ export class VmEngine {
     packet.hopLimit -= 1;
     if ((packet.flags & PacketFlag.TRACE) !== 0) {
       const trace = packet.trace ?? [];
-      if (trace.length < MAX_LIST_ENTRIES) packet.trace = [...trace, { device: this.spec.self, timeMs: now >>> 0 }];
+      if (trace.length < MAX_LIST_ENTRIES)
+        packet.trace = [...trace, { device: this.spec.self, timeMs: now >>> 0 }];
     }
     const hops = this.nextHopsFor(packet.destination, from, packet.source);
     if (hops.length === 0) {
@@ -285,11 +297,19 @@ export class VmEngine {
    * live, non-avoided neighbour except where the packet came from and its
    * source — or just the destination when it is a neighbour.
    */
-  private nextHopsFor(destination: DeviceId, from: DeviceId | undefined, source: DeviceId): DeviceId[] {
+  private nextHopsFor(
+    destination: DeviceId,
+    from: DeviceId | undefined,
+    source: DeviceId,
+  ): DeviceId[] {
     if (this.fib.mode === 'unicast') {
       // Replies retrace the forward path while its first hop back is alive, so one relay VM per
       // vconn carries both directions (the protocol's own route is the fallback).
-      if (destination === this.spec.source && this.towardSource !== undefined && this.fib.neighbours.includes(this.towardSource)) {
+      if (
+        destination === this.spec.source &&
+        this.towardSource !== undefined &&
+        this.fib.neighbours.includes(this.towardSource)
+      ) {
         return [this.towardSource];
       }
       const hop = this.fib.nextHops[destination];
@@ -401,7 +421,10 @@ export class VmEngine {
       case 'error': {
         const code: ErrorCode = isErrorCode(e.code) ? e.code : 'VMESH_ERR_INTERNAL';
         if (code === 'VMESH_ERR_TIMEOUT' && this.softError !== undefined) {
-          this.fail(this.softError.code, `${this.softError.message}; then no acknowledgement (${e.message})`);
+          this.fail(
+            this.softError.code,
+            `${this.softError.message}; then no acknowledgement (${e.message})`,
+          );
         } else this.fail(code, e.message);
         break;
       }
@@ -428,7 +451,11 @@ export class VmEngine {
     }
     const address = this.spec.services?.[request.service];
     if (address === undefined) {
-      transport.reject('VMESH_ERR_UNKNOWN_SERVICE', `service "${request.service}" is not exposed`, this.io.now());
+      transport.reject(
+        'VMESH_ERR_UNKNOWN_SERVICE',
+        `service "${request.service}" is not exposed`,
+        this.io.now(),
+      );
       return;
     }
     const { host, port } = splitHostPort(address);
@@ -451,9 +478,17 @@ export class VmEngine {
     socket.once('error', (err) => {
       const now = this.io.now();
       if (!this.opened && !transport.finished) {
-        transport.reject('VMESH_ERR_SERVICE_UNAVAILABLE', `service "${request.service}": ${err.message}`, now);
+        transport.reject(
+          'VMESH_ERR_SERVICE_UNAVAILABLE',
+          `service "${request.service}": ${err.message}`,
+          now,
+        );
       } else if (!transport.finished) {
-        transport.abort('VMESH_ERR_SERVICE_UNAVAILABLE', `service socket failed: ${err.message}`, now);
+        transport.abort(
+          'VMESH_ERR_SERVICE_UNAVAILABLE',
+          `service socket failed: ${err.message}`,
+          now,
+        );
       }
       this.sentEnd = true;
       this.afterIo();
@@ -484,7 +519,11 @@ export class VmEngine {
   private checkTimers(now: number): void {
     if (this.done) return;
     const o = this.spec.options;
-    if (this.noRouteSince !== undefined && now - this.noRouteSince >= o.noRouteGraceMs && this.transport?.finished === false) {
+    if (
+      this.noRouteSince !== undefined &&
+      now - this.noRouteSince >= o.noRouteGraceMs &&
+      this.transport?.finished === false
+    ) {
       const message =
         `no ${this.spec.protocolName} route to the destination for ${o.noRouteGraceMs} ms` +
         (this.softError === undefined ? '' : ` (last report: ${this.softError.message})`);
@@ -618,7 +657,11 @@ function splitHostPort(address: string): { host: string; port: number } {
 
 /** A copy that owns its whole ArrayBuffer (safe to transfer; never a pooled slab). */
 export function ownBytes(bytes: Uint8Array): Uint8Array {
-  if (bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length && !(bytes.buffer instanceof SharedArrayBuffer)) {
+  if (
+    bytes.byteOffset === 0 &&
+    bytes.buffer.byteLength === bytes.length &&
+    !(bytes.buffer instanceof SharedArrayBuffer)
+  ) {
     return bytes;
   }
   return new Uint8Array(bytes);

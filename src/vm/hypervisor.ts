@@ -101,8 +101,14 @@ export class Hypervisor {
       spawnedAt: new Date().toISOString(),
       report: {},
     };
-    const handle = new VmHandle(worker, record, full, this.options.maxQueuedBytes, this.counters, handlers, (h) =>
-      this.ended(h),
+    const handle = new VmHandle(
+      worker,
+      record,
+      full,
+      this.options.maxQueuedBytes,
+      this.counters,
+      handlers,
+      (h) => this.ended(h),
     );
     this.live.set(vmId, handle);
     this.counters.inc('vm.spawned', { role: spec.role, protocol: spec.protocolName });
@@ -112,7 +118,9 @@ export class Hypervisor {
 
   /** Live and ended VM records, oldest first. */
   records(): VmRecord[] {
-    return [...this.history, ...[...this.live.values()].map((h) => h.record)].map((r) => structuredClone(r));
+    return [...this.history, ...[...this.live.values()].map((h) => h.record)].map((r) =>
+      structuredClone(r),
+    );
   }
 
   /** Live handles. */
@@ -169,7 +177,8 @@ export class VmHandle {
     worker.on('message', (msg: VmToDevice) => {
       if (msg.t === 'report') Object.assign(this.record.report, msg.report);
       if (msg.t === 'done') {
-        this.endReason = msg.code === undefined ? { reason: msg.reason } : { reason: msg.reason, code: msg.code };
+        this.endReason =
+          msg.code === undefined ? { reason: msg.reason } : { reason: msg.reason, code: msg.code };
         void this.worker.terminate();
       }
       this.handlers.onMessage(msg, this);
@@ -181,7 +190,10 @@ export class VmHandle {
     this.exited = new Promise((resolve) => {
       worker.once('exit', () => {
         this.gone = true;
-        const end = this.endReason ?? { reason: 'crashed: exited unexpectedly', code: 'VMESH_ERR_VM_CRASHED' as ErrorCode };
+        const end = this.endReason ?? {
+          reason: 'crashed: exited unexpectedly',
+          code: 'VMESH_ERR_VM_CRASHED' as ErrorCode,
+        };
         this.record.endedAt = new Date().toISOString();
         this.record.endReason = end.reason;
         onGone(this);
@@ -242,11 +254,16 @@ export class VmHandle {
     this.pending = [];
     this.pendingBytes = 0;
     const transfer = new Set<ArrayBuffer>();
-    for (const item of items) if (isWhole(item.bytes)) transfer.add(item.bytes.buffer as ArrayBuffer);
+    for (const item of items)
+      if (isWhole(item.bytes)) transfer.add(item.bytes.buffer as ArrayBuffer);
     this.worker.postMessage({ t: 'packets', items } satisfies DeviceToVm, [...transfer]);
   }
 }
 
 function isWhole(bytes: Uint8Array): boolean {
-  return bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length;
+  return (
+    bytes.buffer instanceof ArrayBuffer &&
+    bytes.byteOffset === 0 &&
+    bytes.buffer.byteLength === bytes.length
+  );
 }

@@ -136,7 +136,12 @@ export type VmToDevice =
   | { t: 'app-resume' }
   | { t: 'report'; report: VmReport }
   | { t: 'done'; reason: string; code?: ErrorCode }
-  | { t: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> };
+  | {
+      t: 'log';
+      level: 'debug' | 'info' | 'warn' | 'error';
+      msg: string;
+      fields?: Record<string, unknown>;
+    };
 
 /** The device's record of one VM (also kept after it ended, for snapshots and tests). */
 export interface VmRecord {

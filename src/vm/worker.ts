@@ -29,7 +29,11 @@ function post(message: VmToDevice): void {
 
 function collect(bytes: Uint8Array, into: Set<ArrayBuffer>): void {
   const buffer = bytes.buffer;
-  if (buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && buffer.byteLength === bytes.length) {
+  if (
+    buffer instanceof ArrayBuffer &&
+    bytes.byteOffset === 0 &&
+    buffer.byteLength === bytes.length
+  ) {
     into.add(buffer);
   }
 }

@@ -25,10 +25,19 @@ export function encodeControl(e: ControlEnvelope): Buffer {
 }
 
 export function decodeControl(buf: Uint8Array): ControlEnvelope {
-  if (buf.length < CONTROL_HEADER_BYTES) throw new VmeshError('VMESH_ERR_MALFORMED', 'control envelope too short');
+  if (buf.length < CONTROL_HEADER_BYTES)
+    throw new VmeshError('VMESH_ERR_MALFORMED', 'control envelope too short');
   if (buf[0] !== WIRE_VERSION) {
-    throw new VmeshError('VMESH_ERR_UNSUPPORTED_VERSION', `control version ${buf[0]} (this device speaks ${WIRE_VERSION})`);
+    throw new VmeshError(
+      'VMESH_ERR_UNSUPPORTED_VERSION',
+      `control version ${buf[0]} (this device speaks ${WIRE_VERSION})`,
+    );
   }
-  if (buf[3] !== 0) throw new VmeshError('VMESH_ERR_MALFORMED', 'control reserved byte must be zero');
-  return { protocol: buf[1] as number, type: buf[2] as number, body: buf.subarray(CONTROL_HEADER_BYTES) };
+  if (buf[3] !== 0)
+    throw new VmeshError('VMESH_ERR_MALFORMED', 'control reserved byte must be zero');
+  return {
+    protocol: buf[1] as number,
+    type: buf[2] as number,
+    body: buf.subarray(CONTROL_HEADER_BYTES),
+  };
 }

@@ -114,7 +114,10 @@ export class FrameDecoder {
         }
         case State.Body: {
           if (this.partial === undefined && chunk.length - pos >= this.need) {
-            frames.push({ type: chunk[pos] as number, body: chunk.subarray(pos + 1, pos + this.need) });
+            frames.push({
+              type: chunk[pos] as number,
+              body: chunk.subarray(pos + 1, pos + this.need),
+            });
             pos += this.need;
             this.state = State.Length;
             break;
@@ -139,7 +142,9 @@ export class FrameDecoder {
 
   private checkLength(): void {
     if (this.need === 0) {
-      this.fail(new VmeshError('VMESH_ERR_MALFORMED', 'frame length 0 (a frame has at least a type byte)'));
+      this.fail(
+        new VmeshError('VMESH_ERR_MALFORMED', 'frame length 0 (a frame has at least a type byte)'),
+      );
     }
     if (this.need > this.maxFrameBytes) {
       this.fail(
@@ -162,7 +167,9 @@ export class FrameDecoder {
 function readU32(buf: Uint8Array, pos: number): number {
   return (
     ((buf[pos] as number) * 0x1000000 +
-      (((buf[pos + 1] as number) << 16) | ((buf[pos + 2] as number) << 8) | (buf[pos + 3] as number))) >>>
+      (((buf[pos + 1] as number) << 16) |
+        ((buf[pos + 2] as number) << 8) |
+        (buf[pos + 3] as number))) >>>
     0
   );
 }

@@ -12,7 +12,8 @@ const FIXED = 1 + DEVICE_ID_BYTES + 2 * KEY_BYTES + 1;
 
 export function encodeHello(h: Hello): Buffer {
   const name = Buffer.from(h.name, 'utf8');
-  if (name.length < 1 || name.length > 64) throw new VmeshError('VMESH_ERR_MALFORMED', 'hello name must be 1..64 bytes');
+  if (name.length < 1 || name.length > 64)
+    throw new VmeshError('VMESH_ERR_MALFORMED', 'hello name must be 1..64 bytes');
   if (h.signingKey.length !== KEY_BYTES || h.agreementKey.length !== KEY_BYTES) {
     throw new VmeshError('VMESH_ERR_MALFORMED', 'hello keys must be 32 bytes');
   }
@@ -30,7 +31,10 @@ export function encodeHello(h: Hello): Buffer {
 export function decodeHello(buf: Uint8Array): Hello {
   if (buf.length < 1) throw new VmeshError('VMESH_ERR_MALFORMED', 'empty hello');
   if (buf[0] !== WIRE_VERSION) {
-    throw new VmeshError('VMESH_ERR_UNSUPPORTED_VERSION', `hello version ${buf[0]} (this device speaks ${WIRE_VERSION})`);
+    throw new VmeshError(
+      'VMESH_ERR_UNSUPPORTED_VERSION',
+      `hello version ${buf[0]} (this device speaks ${WIRE_VERSION})`,
+    );
   }
   if (buf.length < FIXED + 1) throw new VmeshError('VMESH_ERR_MALFORMED', 'hello too short');
   const nameLength = buf[FIXED - 1] as number;

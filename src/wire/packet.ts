@@ -11,7 +11,14 @@
  * view into the input; everything else is copied out.
  */
 import { VmeshError } from '../errors/index.ts';
-import { CONNECTION_ID_BYTES, DEVICE_ID_BYTES, isConnectionId, isDeviceId, readHexId, writeHexId } from './ids.ts';
+import {
+  CONNECTION_ID_BYTES,
+  DEVICE_ID_BYTES,
+  isConnectionId,
+  isDeviceId,
+  readHexId,
+  writeHexId,
+} from './ids.ts';
 import type { DeviceId } from './ids.ts';
 import {
   KNOWN_PACKET_FLAGS,
@@ -35,19 +42,33 @@ export function encodePacket(p: Packet): Buffer {
   const route = p.route ?? [];
   const avoid = p.avoid ?? [];
   const trace = p.trace ?? [];
-  if (route.length > MAX_LIST_ENTRIES || avoid.length > MAX_LIST_ENTRIES || trace.length > MAX_LIST_ENTRIES) {
+  if (
+    route.length > MAX_LIST_ENTRIES ||
+    avoid.length > MAX_LIST_ENTRIES ||
+    trace.length > MAX_LIST_ENTRIES
+  ) {
     throw malformed(`at most ${MAX_LIST_ENTRIES} route, avoid or trace entries`);
   }
-  if (p.kind !== PacketKind.DATA && p.kind !== PacketKind.ERROR) throw malformed(`unknown packet kind ${p.kind}`);
-  if (!Number.isInteger(p.protocol) || p.protocol < 1 || p.protocol > 255) throw malformed('protocol must be 1..255');
-  if (!Number.isInteger(p.hopLimit) || p.hopLimit < 0 || p.hopLimit > 255) throw malformed('hop limit must be 0..255');
-  if (!Number.isInteger(p.packetNumber) || p.packetNumber < 0 || p.packetNumber > MAX_PACKET_NUMBER) {
+  if (p.kind !== PacketKind.DATA && p.kind !== PacketKind.ERROR)
+    throw malformed(`unknown packet kind ${p.kind}`);
+  if (!Number.isInteger(p.protocol) || p.protocol < 1 || p.protocol > 255)
+    throw malformed('protocol must be 1..255');
+  if (!Number.isInteger(p.hopLimit) || p.hopLimit < 0 || p.hopLimit > 255)
+    throw malformed('hop limit must be 0..255');
+  if (
+    !Number.isInteger(p.packetNumber) ||
+    p.packetNumber < 0 ||
+    p.packetNumber > MAX_PACKET_NUMBER
+  ) {
     throw malformed('packet number must be an integer in 0..2^53-1');
   }
   if (!isConnectionId(p.connection)) throw malformed('bad connection id');
   if (!isDeviceId(p.source) || !isDeviceId(p.destination)) throw malformed('bad device id');
   const routeIndex = p.routeIndex ?? 0;
-  if (route.length > 0 && (!Number.isInteger(routeIndex) || routeIndex < 0 || routeIndex >= route.length)) {
+  if (
+    route.length > 0 &&
+    (!Number.isInteger(routeIndex) || routeIndex < 0 || routeIndex >= route.length)
+  ) {
     throw malformed('route index out of range');
   }
   let flags = p.flags & (PacketFlag.SYN | PacketFlag.FIN | PacketFlag.TRACE);
@@ -55,7 +76,10 @@ export function encodePacket(p: Packet): Buffer {
   if (avoid.length > 0) flags |= PacketFlag.AVOID;
   if (trace.length > 0) flags |= PacketFlag.TRACE;
   const size =
-    PACKET_HEADER_BYTES + (route.length + avoid.length) * DEVICE_ID_BYTES + trace.length * TRACE_RECORD_BYTES + p.payload.length;
+    PACKET_HEADER_BYTES +
+    (route.length + avoid.length) * DEVICE_ID_BYTES +
+    trace.length * TRACE_RECORD_BYTES +
+    p.payload.length;
   const out = Buffer.allocUnsafe(size);
   out[0] = WIRE_VERSION;
   out[1] = p.kind;
@@ -94,9 +118,13 @@ export function encodePacket(p: Packet): Buffer {
 export function decodePacket(buf: Uint8Array): Packet {
   if (buf.length < 1) throw malformed('empty packet');
   if (buf[0] !== WIRE_VERSION) {
-    throw new VmeshError('VMESH_ERR_UNSUPPORTED_VERSION', `packet version ${buf[0]} (this device speaks ${WIRE_VERSION})`);
+    throw new VmeshError(
+      'VMESH_ERR_UNSUPPORTED_VERSION',
+      `packet version ${buf[0]} (this device speaks ${WIRE_VERSION})`,
+    );
   }
-  if (buf.length < PACKET_HEADER_BYTES) throw malformed(`packet shorter than its ${PACKET_HEADER_BYTES}-byte header`);
+  if (buf.length < PACKET_HEADER_BYTES)
+    throw malformed(`packet shorter than its ${PACKET_HEADER_BYTES}-byte header`);
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
   const kind = b[1] as number;
   const protocol = b[2] as number;
@@ -106,15 +134,20 @@ export function decodePacket(buf: Uint8Array): Packet {
   const routeIndex = b[6] as number;
   const avoidCount = b[7] as number;
   const traceCount = b[8] as number;
-  if (kind !== PacketKind.DATA && kind !== PacketKind.ERROR) throw malformed(`unknown packet kind ${kind}`);
+  if (kind !== PacketKind.DATA && kind !== PacketKind.ERROR)
+    throw malformed(`unknown packet kind ${kind}`);
   if (protocol === 0) throw malformed('protocol 0 is not a routing protocol');
-  if ((flags & ~KNOWN_PACKET_FLAGS) !== 0) throw malformed(`unknown flag bits 0x${flags.toString(16)}`);
+  if ((flags & ~KNOWN_PACKET_FLAGS) !== 0)
+    throw malformed(`unknown flag bits 0x${flags.toString(16)}`);
   if (b[9] !== 0 || b[10] !== 0 || b[11] !== 0) throw malformed('reserved bytes must be zero');
   const hasRoute = (flags & PacketFlag.ROUTE) !== 0;
   if (hasRoute !== routeCount > 0) throw malformed('ROUTE flag and route count disagree');
-  if (hasRoute ? routeIndex >= routeCount : routeIndex !== 0) throw malformed('route index out of range');
-  if (((flags & PacketFlag.AVOID) !== 0) !== avoidCount > 0) throw malformed('AVOID flag and avoid count disagree');
-  if ((flags & PacketFlag.TRACE) === 0 && traceCount > 0) throw malformed('trace records without the TRACE flag');
+  if (hasRoute ? routeIndex >= routeCount : routeIndex !== 0)
+    throw malformed('route index out of range');
+  if (((flags & PacketFlag.AVOID) !== 0) !== avoidCount > 0)
+    throw malformed('AVOID flag and avoid count disagree');
+  if ((flags & PacketFlag.TRACE) === 0 && traceCount > 0)
+    throw malformed('trace records without the TRACE flag');
   const listBytes = (routeCount + avoidCount) * DEVICE_ID_BYTES + traceCount * TRACE_RECORD_BYTES;
   if (b.length < PACKET_HEADER_BYTES + listBytes) throw malformed('packet shorter than its lists');
   const high = b.readUInt32BE(52);
@@ -134,7 +167,8 @@ export function decodePacket(buf: Uint8Array): Packet {
   let pos = PACKET_HEADER_BYTES;
   const ids = (count: number): DeviceId[] => {
     const out: DeviceId[] = [];
-    for (let i = 0; i < count; i++, pos += DEVICE_ID_BYTES) out.push(readHexId(b, pos, DEVICE_ID_BYTES));
+    for (let i = 0; i < count; i++, pos += DEVICE_ID_BYTES)
+      out.push(readHexId(b, pos, DEVICE_ID_BYTES));
     return out;
   };
   if (routeCount > 0) {
@@ -145,7 +179,10 @@ export function decodePacket(buf: Uint8Array): Packet {
   if ((flags & PacketFlag.TRACE) !== 0) {
     const trace: TraceRecord[] = [];
     for (let i = 0; i < traceCount; i++, pos += TRACE_RECORD_BYTES) {
-      trace.push({ device: readHexId(b, pos, DEVICE_ID_BYTES), timeMs: b.readUInt32BE(pos + DEVICE_ID_BYTES) });
+      trace.push({
+        device: readHexId(b, pos, DEVICE_ID_BYTES),
+        timeMs: b.readUInt32BE(pos + DEVICE_ID_BYTES),
+      });
     }
     p.trace = trace;
   }

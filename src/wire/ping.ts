@@ -9,6 +9,7 @@ export function encodePing(value: number): Buffer {
 }
 
 export function decodePing(buf: Uint8Array): number {
-  if (buf.length !== PING_BODY_BYTES) throw new VmeshError('VMESH_ERR_MALFORMED', 'ping body must be 8 bytes');
+  if (buf.length !== PING_BODY_BYTES)
+    throw new VmeshError('VMESH_ERR_MALFORMED', 'ping body must be 8 bytes');
   return Buffer.from(buf.buffer, buf.byteOffset, buf.length).readDoubleBE(0);
 }

@@ -19,12 +19,16 @@ let dir: string;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'vmesh-claim-'));
   echo = await startEchoServer();
-  testbed = await startTestbed(dir, [
-    { name: 'A', dials: ['B', 'C'] },
-    { name: 'B', dials: ['D'] },
-    { name: 'C', dials: ['D'] },
-    { name: 'D', expose: { echo: echo.address } },
-  ], { logLevel: 'warn' });
+  testbed = await startTestbed(
+    dir,
+    [
+      { name: 'A', dials: ['B', 'C'] },
+      { name: 'B', dials: ['D'] },
+      { name: 'C', dials: ['D'] },
+      { name: 'D', expose: { echo: echo.address } },
+    ],
+    { logLevel: 'warn' },
+  );
   await testbed.converged();
 });
 
@@ -42,7 +46,10 @@ test('two connections of one app: separate VMs at every hop, different protocols
   const first = await connect({ control, to: 'D', service: 'echo', app: 'claim-test' });
   const second = await connect({ control, to: 'D', service: 'echo', app: 'claim-test' });
   const payloads = [randomBytes(300_000), randomBytes(300_000)];
-  const echoed = await Promise.all([echoRoundTrip(first, payloads[0] as Buffer), echoRoundTrip(second, payloads[1] as Buffer)]);
+  const echoed = await Promise.all([
+    echoRoundTrip(first, payloads[0] as Buffer),
+    echoRoundTrip(second, payloads[1] as Buffer),
+  ]);
   assert.equal(sha(echoed[0] as Buffer), sha(payloads[0] as Buffer));
   assert.equal(sha(echoed[1] as Buffer), sha(payloads[1] as Buffer));
 
@@ -51,24 +58,36 @@ test('two connections of one app: separate VMs at every hop, different protocols
   await waitFor(
     async () => {
       for (const n of ['A', 'B', 'C', 'D']) status.set(n, await testbed.status(n));
-      return ids.every((id) => (status.get('A') as DeviceStatus).vconns.find((v) => v.connection === id)?.forwardPathNames !== undefined);
+      return ids.every(
+        (id) =>
+          (status.get('A') as DeviceStatus).vconns.find((v) => v.connection === id)
+            ?.forwardPathNames !== undefined,
+      );
     },
     5000,
     'paths to be recorded',
   );
   const vmsOf = (device: string, role: string): string[] =>
-    (status.get(device) as DeviceStatus).vms.filter((v) => v.role === role && ids.includes(v.connection)).map((v) => v.connection);
+    (status.get(device) as DeviceStatus).vms
+      .filter((v) => v.role === role && ids.includes(v.connection))
+      .map((v) => v.connection);
 
   // (b), (d): a VM per connection on the source device.
   assert.deepEqual(vmsOf('A', 'source').sort(), [...ids].sort());
   // (g), (h): one relay VM per connection, on distinct relays.
   const relayOf = ids.map((id) => ['B', 'C'].filter((r) => vmsOf(r, 'relay').includes(id)));
-  assert.deepEqual(relayOf.map((r) => r.length), [1, 1], `relay VMs: ${JSON.stringify(relayOf)}`);
+  assert.deepEqual(
+    relayOf.map((r) => r.length),
+    [1, 1],
+    `relay VMs: ${JSON.stringify(relayOf)}`,
+  );
   assert.notEqual(relayOf[0]?.[0], relayOf[1]?.[0]);
   // A VM per connection on the destination device.
   assert.deepEqual(vmsOf('D', 'destination').sort(), [...ids].sort());
   // (c), (f), (i): different protocols, recorded with reasons.
-  const vconns = ids.map((id) => (status.get('A') as DeviceStatus).vconns.find((v) => v.connection === id));
+  const vconns = ids.map((id) =>
+    (status.get('A') as DeviceStatus).vconns.find((v) => v.connection === id),
+  );
   assert.notEqual(vconns[0]?.protocol, vconns[1]?.protocol);
   assert.match(vconns[1]?.reason ?? '', /avoiding relays/);
   // The traced paths agree with where the relay VMs ran.
@@ -77,15 +96,21 @@ test('two connections of one app: separate VMs at every hop, different protocols
   }
   // Every VM of these connections ran in its own worker thread.
   const threads = ['A', 'B', 'C', 'D'].flatMap((n) =>
-    (status.get(n) as DeviceStatus).vms.filter((v) => ids.includes(v.connection)).map((v) => `${n}:${v.threadId}`),
+    (status.get(n) as DeviceStatus).vms
+      .filter((v) => ids.includes(v.connection))
+      .map((v) => `${n}:${v.threadId}`),
   );
   assert.equal(new Set(threads).size, threads.length);
 });
 
 test('an unknown service and an unknown device are refused with stable codes', async () => {
   const control = testbed.device('A').control;
-  await assert.rejects(connect({ control, to: 'D', service: 'nope', app: 'x' }), { code: 'VMESH_ERR_UNKNOWN_SERVICE' });
-  await assert.rejects(connect({ control, to: 'Z', service: 'echo', app: 'x' }), { code: 'VMESH_ERR_UNKNOWN_DEVICE' });
+  await assert.rejects(connect({ control, to: 'D', service: 'nope', app: 'x' }), {
+    code: 'VMESH_ERR_UNKNOWN_SERVICE',
+  });
+  await assert.rejects(connect({ control, to: 'Z', service: 'echo', app: 'x' }), {
+    code: 'VMESH_ERR_UNKNOWN_DEVICE',
+  });
   await assert.rejects(connect({ control, to: 'D', service: 'echo', app: 'x', protocol: 'nope' }), {
     code: 'VMESH_ERR_UNKNOWN_PROTOCOL',
   });

@@ -24,8 +24,21 @@ test('source -> relay -> destination engines carry a stream to a real service an
   let ended = false;
   const timers = new Map<string, NodeJS.Timeout>();
   const now = (): number => performance.now();
-  const make = (self: string, role: VmRole, nextHops: Record<string, string>, neighbours: string[]): VmEngine => {
-    const fib: ForwardingTable = { protocol: 1, version: 1, self, mode: 'unicast', avoid: [], neighbours, nextHops };
+  const make = (
+    self: string,
+    role: VmRole,
+    nextHops: Record<string, string>,
+    neighbours: string[],
+  ): VmEngine => {
+    const fib: ForwardingTable = {
+      protocol: 1,
+      version: 1,
+      self,
+      mode: 'unicast',
+      avoid: [],
+      neighbours,
+      nextHops,
+    };
     const spec: VmSpec = {
       vmId: self.slice(0, 4),
       role,
@@ -46,13 +59,21 @@ test('source -> relay -> destination engines carry a stream to a real service an
       wake: (at) => {
         const old = timers.get(self);
         if (old !== undefined) clearTimeout(old);
-        if (at !== undefined) timers.set(self, setTimeout(() => engine.onTimer(), Math.max(0, at - now())));
+        if (at !== undefined)
+          timers.set(
+            self,
+            setTimeout(() => engine.onTimer(), Math.max(0, at - now())),
+          );
       },
       post: (m) => {
         if (m.t === 'send') {
           // Deliver asynchronously, as the device and links would.
           for (const item of m.items) {
-            setImmediate(() => engines.get(item.peer)?.onMessage({ t: 'packets', items: [{ peer: self, bytes: item.bytes }] }));
+            setImmediate(() =>
+              engines
+                .get(item.peer)
+                ?.onMessage({ t: 'packets', items: [{ peer: self, bytes: item.bytes }] }),
+            );
           }
         } else if (role === 'source') {
           appEvents.push(m);
@@ -74,19 +95,26 @@ test('source -> relay -> destination engines carry a stream to a real service an
   try {
     const data = randomBytes(200_000);
     await waitUntil(() => appEvents.some((e) => e.t === 'app-open' || e.t === 'app-error'));
-    assert.ok(appEvents.some((e) => e.t === 'app-open'), JSON.stringify(appEvents.filter((e) => e.t === 'app-error')));
-    for (let i = 0; i < data.length; i += 10_000) source.onMessage({ t: 'app-write', data: data.subarray(i, i + 10_000) });
+    assert.ok(
+      appEvents.some((e) => e.t === 'app-open'),
+      JSON.stringify(appEvents.filter((e) => e.t === 'app-error')),
+    );
+    for (let i = 0; i < data.length; i += 10_000)
+      source.onMessage({ t: 'app-write', data: data.subarray(i, i + 10_000) });
     source.onMessage({ t: 'app-end' });
     await waitUntil(() => ended || appEvents.some((e) => e.t === 'app-error'));
     assert.ok(ended, JSON.stringify(appEvents.filter((e) => e.t === 'app-error')));
     assert.ok(Buffer.concat(received).equals(data), 'echoed bytes differ');
-    const reports = appEvents.filter((e): e is Extract<VmToDevice, { t: 'report' }> => e.t === 'report');
+    const reports = appEvents.filter(
+      (e): e is Extract<VmToDevice, { t: 'report' }> => e.t === 'report',
+    );
     const path = reports.find((r) => r.report.forwardPath !== undefined)?.report;
     assert.deepEqual(path?.forwardPath, [B, D]);
     assert.deepEqual(path?.returnPath, [B, A]);
   } finally {
     for (const t of timers.values()) clearTimeout(t);
-    for (const e of engines.values()) e.onMessage({ t: 'stop', code: 'VMESH_ERR_SHUTDOWN', message: 'test over' });
+    for (const e of engines.values())
+      e.onMessage({ t: 'stop', code: 'VMESH_ERR_SHUTDOWN', message: 'test over' });
     for (const t of timers.values()) clearTimeout(t);
     await echo.close();
   }

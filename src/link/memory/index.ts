@@ -37,7 +37,10 @@ export function duplexPair(): [Duplex, Duplex] {
         callback(err);
       },
     });
-  ends.push(make(() => ends[1] as Duplex), make(() => ends[0] as Duplex));
+  ends.push(
+    make(() => ends[1] as Duplex),
+    make(() => ends[0] as Duplex),
+  );
   return [ends[0] as Duplex, ends[1] as Duplex];
 }
 
@@ -49,7 +52,9 @@ export class MemoryNetwork {
     return {
       listen: (address, onConnection): Promise<Listener> => {
         if (this.listeners.has(address)) {
-          return Promise.reject(new VmeshError('VMESH_ERR_CONFIG', `memory address ${address} is in use`));
+          return Promise.reject(
+            new VmeshError('VMESH_ERR_CONFIG', `memory address ${address} is in use`),
+          );
         }
         this.listeners.set(address, onConnection);
         return Promise.resolve({
@@ -59,10 +64,12 @@ export class MemoryNetwork {
           },
         });
       },
-      dial: (address): Promise<import('node:stream').Duplex> => {
+      dial: (address): Promise<Duplex> => {
         const accept = this.listeners.get(address);
         if (accept === undefined) {
-          return Promise.reject(new VmeshError('VMESH_ERR_LINK_DOWN', `nothing listens on memory address ${address}`));
+          return Promise.reject(
+            new VmeshError('VMESH_ERR_LINK_DOWN', `nothing listens on memory address ${address}`),
+          );
         }
         const [local, remote] = duplexPair();
         process.nextTick(() => accept(remote));

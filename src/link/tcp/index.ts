@@ -9,7 +9,10 @@ export function parseHostPort(address: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(address);
   const port = m === null ? NaN : Number(m[3]);
   if (m === null || !Number.isInteger(port) || port > 65535) {
-    throw new VmeshError('VMESH_ERR_CONFIG', `bad address "${address}": expected "host:port" (IPv6 as "[::1]:port")`);
+    throw new VmeshError(
+      'VMESH_ERR_CONFIG',
+      `bad address "${address}": expected "host:port" (IPv6 as "[::1]:port")`,
+    );
   }
   return { host: (m[1] ?? m[2]) as string, port };
 }
@@ -52,7 +55,12 @@ export function tcpTransport(): Transport {
         const socket = net.connect({ host, port });
         const timer = setTimeout(() => {
           socket.destroy();
-          reject(new VmeshError('VMESH_ERR_LINK_DOWN', `connect to ${address} timed out after ${timeoutMs} ms`));
+          reject(
+            new VmeshError(
+              'VMESH_ERR_LINK_DOWN',
+              `connect to ${address} timed out after ${timeoutMs} ms`,
+            ),
+          );
         }, timeoutMs);
         socket.once('connect', () => {
           clearTimeout(timer);
@@ -62,7 +70,9 @@ export function tcpTransport(): Transport {
         });
         socket.once('error', (err) => {
           clearTimeout(timer);
-          reject(new VmeshError('VMESH_ERR_LINK_DOWN', `cannot connect to ${address}: ${err.message}`));
+          reject(
+            new VmeshError('VMESH_ERR_LINK_DOWN', `cannot connect to ${address}: ${err.message}`),
+          );
         });
       });
     },

@@ -118,7 +118,10 @@ class Flooding implements RoutingProtocol {
   private readonly self: DeviceId;
   private readonly random: () => number;
   private readonly o: Required<FloodingInit>;
-  private readonly neighbours = new Map<DeviceId, { cost: number; lastHello: number | undefined }>();
+  private readonly neighbours = new Map<
+    DeviceId,
+    { cost: number; lastHello: number | undefined }
+  >();
   private readonly seen = new Set<string>();
   private readonly table = new Map<DeviceId, Origin>();
   private seq = 0;
@@ -168,7 +171,10 @@ class Flooding implements RoutingProtocol {
       actions.push({
         type: 'send',
         to: neighbour,
-        message: { type: FloodingMessage.ANNOUNCE, body: encodeAnnounce({ ...o.last, hopLimit: o.last.hopLimit - 1, hops: o.last.hops + 1 }) },
+        message: {
+          type: FloodingMessage.ANNOUNCE,
+          body: encodeAnnounce({ ...o.last, hopLimit: o.last.hopLimit - 1, hops: o.last.hops + 1 }),
+        },
       });
     }
     return [...actions, ...this.changed()];
@@ -202,7 +208,8 @@ class Flooding implements RoutingProtocol {
         n.lastHello = now;
         return [];
       }
-      if (message.type === FloodingMessage.ANNOUNCE) return this.onAnnounce(from, decodeAnnounce(message.body), now);
+      if (message.type === FloodingMessage.ANNOUNCE)
+        return this.onAnnounce(from, decodeAnnounce(message.body), now);
     } catch {
       // fall through: malformed
     }
@@ -228,7 +235,8 @@ class Flooding implements RoutingProtocol {
 
   nextDeadline(): number {
     let next = Math.min(this.nextHello, this.nextAnnounce);
-    for (const o of this.table.values()) next = Math.min(next, o.updatedAt + 3 * this.o.announceIntervalMs + 1);
+    for (const o of this.table.values())
+      next = Math.min(next, o.updatedAt + 3 * this.o.announceIntervalMs + 1);
     return next;
   }
 
@@ -239,7 +247,8 @@ class Flooding implements RoutingProtocol {
     for (const [via, hops] of o.via) {
       if (avoid?.has(via) && via !== destination) continue;
       if (!this.neighbours.has(via)) continue;
-      if (best === undefined || hops < best[1] || (hops === best[1] && via < best[0])) best = [via, hops];
+      if (best === undefined || hops < best[1] || (hops === best[1] && via < best[0]))
+        best = [via, hops];
     }
     if (best === undefined) {
       // No copy came by a non-avoided neighbour, but a flood may still get there through one:
@@ -298,7 +307,12 @@ class Flooding implements RoutingProtocol {
     const hops = a.hops + 1;
     const known = this.table.get(a.origin);
     if (known === undefined || a.seq > known.seq) {
-      this.table.set(a.origin, { seq: a.seq, via: new Map([[from, hops]]), updatedAt: now, last: { ...a, hops } });
+      this.table.set(a.origin, {
+        seq: a.seq,
+        via: new Map([[from, hops]]),
+        updatedAt: now,
+        last: { ...a, hops },
+      });
     } else if (a.seq === known.seq) {
       const had = known.via.get(from);
       if (had === undefined || hops < had) known.via.set(from, hops);
@@ -317,7 +331,10 @@ class Flooding implements RoutingProtocol {
       actions.push({
         type: 'broadcast',
         except: from,
-        message: { type: FloodingMessage.ANNOUNCE, body: encodeAnnounce({ ...a, hopLimit: a.hopLimit - 1, hops }) },
+        message: {
+          type: FloodingMessage.ANNOUNCE,
+          body: encodeAnnounce({ ...a, hopLimit: a.hopLimit - 1, hops }),
+        },
       });
     }
     return [...actions, ...this.changed()];
@@ -341,7 +358,12 @@ class Flooding implements RoutingProtocol {
         type: 'broadcast',
         message: {
           type: FloodingMessage.ANNOUNCE,
-          body: encodeAnnounce({ origin: this.self, seq: this.seq, hopLimit: this.o.hopLimit, hops: 0 }),
+          body: encodeAnnounce({
+            origin: this.self,
+            seq: this.seq,
+            hopLimit: this.o.hopLimit,
+            hops: 0,
+          }),
         },
       },
     ];
@@ -349,12 +371,19 @@ class Flooding implements RoutingProtocol {
 
   private helloTo(neighbour: DeviceId): RoutingAction {
     this.counters.helloSent++;
-    return { type: 'send', to: neighbour, message: { type: FloodingMessage.HELLO, body: encodeFloodHello(++this.helloSeq) } };
+    return {
+      type: 'send',
+      to: neighbour,
+      message: { type: FloodingMessage.HELLO, body: encodeFloodHello(++this.helloSeq) },
+    };
   }
 
   private changed(): RoutingAction[] {
     const digest = JSON.stringify(
-      [...this.table.keys()].sort().map((d) => [d, this.route(d)?.nextHop]).concat([[...this.neighbours.keys()].sort()]),
+      [...this.table.keys()]
+        .sort()
+        .map((d) => [d, this.route(d)?.nextHop])
+        .concat([[...this.neighbours.keys()].sort()]),
     );
     if (digest === this.lastDigest) return [];
     this.lastDigest = digest;

@@ -150,8 +150,10 @@ class LinkState implements RoutingProtocol {
       return [];
     }
     try {
-      if (message.type === LinkStateMessage.HELLO) return this.onHello(from, n, decodeHello(message.body), now);
-      if (message.type === LinkStateMessage.LSA) return this.onLsa(from, decodeLsa(message.body), now);
+      if (message.type === LinkStateMessage.HELLO)
+        return this.onHello(from, n, decodeHello(message.body), now);
+      if (message.type === LinkStateMessage.LSA)
+        return this.onLsa(from, decodeLsa(message.body), now);
     } catch {
       // fall through: malformed
     }
@@ -188,14 +190,21 @@ class LinkState implements RoutingProtocol {
 
   nextDeadline(): number {
     let next = Math.min(this.nextHello, this.nextRefresh);
-    for (const [origin, e] of this.lsdb) if (origin !== this.self) next = Math.min(next, e.expiresAt);
+    for (const [origin, e] of this.lsdb)
+      if (origin !== this.self) next = Math.min(next, e.expiresAt);
     return next;
   }
 
   route(destination: DeviceId, avoid?: ReadonlySet<DeviceId>): Route | undefined {
     const sp = this.paths(avoid).get(destination);
     if (sp === undefined) return undefined;
-    return { destination, nextHop: sp.path[1] as DeviceId, cost: sp.cost, hops: sp.path.length - 1, path: sp.path };
+    return {
+      destination,
+      nextHop: sp.path[1] as DeviceId,
+      cost: sp.cost,
+      hops: sp.path.length - 1,
+      path: sp.path,
+    };
   }
 
   forwardingTable(avoid?: ReadonlySet<DeviceId>): Omit<ForwardingTable, 'version'> {
@@ -206,7 +215,10 @@ class LinkState implements RoutingProtocol {
       self: this.self,
       mode: this.mode,
       avoid: [...(avoid ?? [])].sort(),
-      neighbours: [...this.neighbours].filter(([id, n]) => n.symmetric && !avoid?.has(id)).map(([id]) => id).sort(),
+      neighbours: [...this.neighbours]
+        .filter(([id, n]) => n.symmetric && !avoid?.has(id))
+        .map(([id]) => id)
+        .sort(),
       nextHops,
     };
   }
@@ -234,7 +246,12 @@ class LinkState implements RoutingProtocol {
 
   // ---- internals ------------------------------------------------------------------
 
-  private onHello(from: DeviceId, n: Neighbour, hello: { heard: DeviceId[] }, now: number): RoutingAction[] {
+  private onHello(
+    from: DeviceId,
+    n: Neighbour,
+    hello: { heard: DeviceId[] },
+    now: number,
+  ): RoutingAction[] {
     this.counters.helloReceived++;
     const wasHeard = n.heard;
     const wasSymmetric = n.symmetric;
@@ -271,7 +288,11 @@ class LinkState implements RoutingProtocol {
     const actions: RoutingAction[] = [];
     if (lsa.hopLimit > 1) {
       this.counters.lsaSent++;
-      actions.push({ type: 'broadcast', except: from, message: this.lsaMessage({ ...lsa, hopLimit: lsa.hopLimit - 1 }, entry, now) });
+      actions.push({
+        type: 'broadcast',
+        except: from,
+        message: this.lsaMessage({ ...lsa, hopLimit: lsa.hopLimit - 1 }, entry, now),
+      });
     }
     actions.push(...this.recompute());
     return actions;
@@ -319,14 +340,17 @@ class LinkState implements RoutingProtocol {
 
   private graph(): Map<DeviceId, Map<DeviceId, number>> {
     const g = new Map<DeviceId, Map<DeviceId, number>>();
-    for (const [origin, e] of this.lsdb) g.set(origin, new Map(e.lsa.links.map((l) => [l.neighbour, l.cost])));
+    for (const [origin, e] of this.lsdb)
+      g.set(origin, new Map(e.lsa.links.map((l) => [l.neighbour, l.cost])));
     return g;
   }
 
   /** Recomputes routes; reports routesChanged when any next hop changed. */
   private recompute(): RoutingAction[] {
     this.spfCache = undefined;
-    const digest = JSON.stringify([...this.paths()].map(([d, sp]) => [d, sp.path[1], sp.cost]).sort());
+    const digest = JSON.stringify(
+      [...this.paths()].map(([d, sp]) => [d, sp.path[1], sp.cost]).sort(),
+    );
     if (digest === this.lastDigest) return [];
     this.lastDigest = digest;
     return [{ type: 'routesChanged' }];

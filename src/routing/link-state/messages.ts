@@ -58,7 +58,10 @@ export function encodeLsa(m: LsaMessage): Buffer {
   let pos = 26;
   for (const l of m.links) {
     writeHexId(out, pos, l.neighbour, DEVICE_ID_BYTES);
-    out.writeUInt32BE(Math.max(1, Math.min(Math.round(l.cost), 0xffffffff)) >>> 0, pos + DEVICE_ID_BYTES);
+    out.writeUInt32BE(
+      Math.max(1, Math.min(Math.round(l.cost), 0xffffffff)) >>> 0,
+      pos + DEVICE_ID_BYTES,
+    );
     pos += DEVICE_ID_BYTES + 4;
   }
   return out;

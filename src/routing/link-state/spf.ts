@@ -17,7 +17,11 @@ export interface ShortestPath {
   path: DeviceId[];
 }
 
-export function shortestPaths(graph: Graph, self: DeviceId, avoid?: ReadonlySet<DeviceId>): Map<DeviceId, ShortestPath> {
+export function shortestPaths(
+  graph: Graph,
+  self: DeviceId,
+  avoid?: ReadonlySet<DeviceId>,
+): Map<DeviceId, ShortestPath> {
   const best = new Map<DeviceId, ShortestPath>([[self, { cost: 0, path: [self] }]]);
   const done = new Set<DeviceId>();
   for (;;) {

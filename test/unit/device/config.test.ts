@@ -29,13 +29,22 @@ test('a minimal config gets defaults and resolved paths', () => {
 });
 
 test('neighbours accept "host:port" strings and objects', () => {
-  const c = validateConfig({ name: 'A', neighbours: ['127.0.0.1:1', { address: '[::1]:2' }] }, '/b');
+  const c = validateConfig(
+    { name: 'A', neighbours: ['127.0.0.1:1', { address: '[::1]:2' }] },
+    '/b',
+  );
   assert.deepEqual(c.neighbours, [{ address: '127.0.0.1:1' }, { address: '[::1]:2' }]);
 });
 
 test('errors name the bad field by its path', () => {
-  assert.match(configError({ name: 'A', neighbours: ['127.0.0.1:1', 'nope'] }).message, /neighbours\[1\]/);
-  assert.match(configError({ name: 'A', listen: '127.0.0.1:99999' }).message, /listen: port must be/);
+  assert.match(
+    configError({ name: 'A', neighbours: ['127.0.0.1:1', 'nope'] }).message,
+    /neighbours\[1\]/,
+  );
+  assert.match(
+    configError({ name: 'A', listen: '127.0.0.1:99999' }).message,
+    /listen: port must be/,
+  );
   assert.match(configError({ name: 'A', limits: { maxVms: 0 } }).message, /limits\.maxVms/);
   assert.match(configError({ name: 'A', expose: { echo: 'x' } }).message, /expose\.echo/);
   assert.match(configError({ name: 'A', bogus: 1 }).message, /bogus|unrecognized/i);

@@ -13,8 +13,12 @@ function runLine(dirs: Directory[], now: number): number {
     for (const a of actions) {
       if (a.type === 'routesChanged') continue;
       const neighbours = [from - 1, from + 1].filter((n) => n >= 0 && n < dirs.length);
-      const targets = a.type === 'send' ? neighbours.filter((n) => ids[n] === a.to) : neighbours.filter((n) => ids[n] !== a.except);
-      for (const to of targets) queue.push({ from, to, type: a.message.type, body: a.message.body });
+      const targets =
+        a.type === 'send'
+          ? neighbours.filter((n) => ids[n] === a.to)
+          : neighbours.filter((n) => ids[n] !== a.except);
+      for (const to of targets)
+        queue.push({ from, to, type: a.message.type, body: a.message.body });
     }
   };
   const ids = dirs.map((_, i) => id('abcd'[i] as string));
@@ -33,7 +37,8 @@ test('names flood along a line with duplicate suppression; everyone resolves eve
   const dirs = ['A', 'B', 'C', 'D'].map((n, i) => new Directory(id('abcd'[i] as string), n));
   const delivered = runLine(dirs, 0);
   for (const d of dirs) {
-    for (const [i, n] of ['A', 'B', 'C', 'D'].entries()) assert.equal(d.resolve(n), id('abcd'[i] as string));
+    for (const [i, n] of ['A', 'B', 'C', 'D'].entries())
+      assert.equal(d.resolve(n), id('abcd'[i] as string));
   }
   // 4 origins; each announcement crosses each of the 3 links at most twice (once each way).
   assert.ok(delivered <= 4 * 3 * 2, `delivered ${delivered}`);
@@ -65,11 +70,15 @@ test('entries expire when not refreshed', () => {
 test('random bytes are dropped and counted, never thrown (property)', () => {
   const d = new Directory(id('a'), 'A');
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 100 }), fc.integer({ min: 0, max: 255 }), (body, type) => {
-      const before = d.counters.malformed + d.counters.announceReceived;
-      d.receive(id('b'), type, body, 0);
-      assert.equal(d.counters.malformed + d.counters.announceReceived, before + 1);
-    }),
+    fc.property(
+      fc.uint8Array({ maxLength: 100 }),
+      fc.integer({ min: 0, max: 255 }),
+      (body, type) => {
+        const before = d.counters.malformed + d.counters.announceReceived;
+        d.receive(id('b'), type, body, 0);
+        assert.equal(d.counters.malformed + d.counters.announceReceived, before + 1);
+      },
+    ),
   );
 });
 
@@ -81,7 +90,12 @@ test('announce codec round trips (property)', () => {
       fc.integer({ min: 0, max: 255 }),
       fc.stringMatching(/^[A-Za-z0-9._-]{1,64}$/),
       (origin, seq, hopLimit, name) => {
-        assert.deepEqual(decodeAnnounce(encodeAnnounce({ origin, seq, hopLimit, name })), { origin, seq, hopLimit, name });
+        assert.deepEqual(decodeAnnounce(encodeAnnounce({ origin, seq, hopLimit, name })), {
+          origin,
+          seq,
+          hopLimit,
+          name,
+        });
       },
     ),
   );

@@ -19,9 +19,17 @@ function pathsProtocol(name: string, id: number, paths: string[][]): RoutingProt
     id,
     mode: 'unicast',
     route(destination: string, avoid?: ReadonlySet<string>): Route | undefined {
-      const path = paths.find((p) => p.at(-1) === destination && p.slice(1, -1).every((d) => !avoid?.has(d)));
+      const path = paths.find(
+        (p) => p.at(-1) === destination && p.slice(1, -1).every((d) => !avoid?.has(d)),
+      );
       if (path === undefined) return undefined;
-      return { destination, nextHop: path[1] as string, cost: path.length - 1, hops: path.length - 1, path };
+      return {
+        destination,
+        nextHop: path[1] as string,
+        cost: path.length - 1,
+        hops: path.length - 1,
+        path,
+      };
     },
   } as unknown as RoutingProtocol;
 }
@@ -34,13 +42,19 @@ const diamond = [
 test('first connection: the first preferred protocol with a route, no avoid-set', () => {
   const ls = pathsProtocol('link-state', 1, diamond);
   const fl = pathsProtocol('flooding', 2, diamond);
-  const s = selectProtocol('diverse', { app: 'x', destination: D, protocols: [ls, fl], siblings: [], nameOf: (d) => names[d] ?? d });
+  const s = selectProtocol('diverse', {
+    app: 'x',
+    destination: D,
+    protocols: [ls, fl],
+    siblings: [],
+    nameOf: (d) => names[d] ?? d,
+  });
   assert.equal(s.protocol.name, 'link-state');
   assert.deepEqual(s.avoid, []);
   assert.match(s.reason, /first connection of app "x" to D: link-state/);
 });
 
-test('second connection of the same app: another protocol, avoiding the first one\'s relays', () => {
+test("second connection of the same app: another protocol, avoiding the first one's relays", () => {
   const ls = pathsProtocol('link-state', 1, diamond);
   const fl = pathsProtocol('flooding', 2, diamond);
   const s = selectProtocol('diverse', {
@@ -79,12 +93,25 @@ test('all protocols in use: the least-used one; an explicit protocol wins; unkno
     { connection: '2'.repeat(16), protocol: 'flooding', relays: [C] },
     { connection: '3'.repeat(16), protocol: 'link-state', relays: [B] },
   ];
-  const base = { app: 'x', destination: D, protocols: [ls, fl], siblings, nameOf: (d: string) => names[d] ?? d };
+  const base = {
+    app: 'x',
+    destination: D,
+    protocols: [ls, fl],
+    siblings,
+    nameOf: (d: string) => names[d] ?? d,
+  };
   assert.equal(selectProtocol('diverse', base).protocol.name, 'flooding');
-  assert.equal(selectProtocol('diverse', { ...base, siblings: [], protocol: 'flooding' }).protocol.name, 'flooding');
-  assert.throws(() => selectProtocol('diverse', { ...base, protocol: 'aodv' }), { code: 'VMESH_ERR_UNKNOWN_PROTOCOL' });
+  assert.equal(
+    selectProtocol('diverse', { ...base, siblings: [], protocol: 'flooding' }).protocol.name,
+    'flooding',
+  );
+  assert.throws(() => selectProtocol('diverse', { ...base, protocol: 'aodv' }), {
+    code: 'VMESH_ERR_UNKNOWN_PROTOCOL',
+  });
   const none = pathsProtocol('link-state', 1, []);
-  assert.throws(() => selectProtocol('diverse', { ...base, protocols: [none], siblings: [] }), { code: 'VMESH_ERR_NO_ROUTE' });
+  assert.throws(() => selectProtocol('diverse', { ...base, protocols: [none], siblings: [] }), {
+    code: 'VMESH_ERR_NO_ROUTE',
+  });
 });
 
 test('policy "first" ignores siblings', () => {

@@ -10,7 +10,13 @@ import type { ForwardingTable } from '../../../src/routing/index.ts';
 import { VmEngine } from '../../../src/vm/engine.ts';
 import { DEFAULT_VM_OPTIONS } from '../../../src/vm/index.ts';
 import type { VmSpec, VmToDevice } from '../../../src/vm/index.ts';
-import { PacketFlag, PacketKind, decodeErrorPayload, decodePacket, encodePacket } from '../../../src/wire/index.ts';
+import {
+  PacketFlag,
+  PacketKind,
+  decodeErrorPayload,
+  decodePacket,
+  encodePacket,
+} from '../../../src/wire/index.ts';
 import type { Packet } from '../../../src/wire/index.ts';
 
 const A = 'a'.repeat(32);
@@ -19,11 +25,19 @@ const C = 'c'.repeat(32);
 const D = 'd'.repeat(32);
 const CONN = '0123456789abcdef';
 
-function table(mode: 'unicast' | 'flood', nextHops: Record<string, string>, neighbours: string[]): ForwardingTable {
+function table(
+  mode: 'unicast' | 'flood',
+  nextHops: Record<string, string>,
+  neighbours: string[],
+): ForwardingTable {
   return { protocol: 1, version: 1, self: B, mode, avoid: [], neighbours, nextHops };
 }
 
-function relay(fib: ForwardingTable): { engine: VmEngine; posted: VmToDevice[]; clock: { now: number } } {
+function relay(fib: ForwardingTable): {
+  engine: VmEngine;
+  posted: VmToDevice[];
+  clock: { now: number };
+} {
   const posted: VmToDevice[] = [];
   const clock = { now: 1000 };
   const spec: VmSpec = {
@@ -39,7 +53,11 @@ function relay(fib: ForwardingTable): { engine: VmEngine; posted: VmToDevice[]; 
     fib,
     options: DEFAULT_VM_OPTIONS,
   };
-  const engine = new VmEngine(spec, { post: (m) => posted.push(m), now: () => clock.now, wake: () => undefined });
+  const engine = new VmEngine(spec, {
+    post: (m) => posted.push(m),
+    now: () => clock.now,
+    wake: () => undefined,
+  });
   engine.start();
   return { engine, posted, clock };
 }
@@ -72,19 +90,28 @@ test('a unicast relay forwards to the next hop, decrements the hop limit and app
   assert.equal(out.length, 1);
   assert.equal(out[0]?.peer, D);
   assert.equal(out[0]?.packet.hopLimit, 4);
-  assert.deepEqual(out[0]?.packet.trace?.map((r) => r.device), [B]);
+  assert.deepEqual(
+    out[0]?.packet.trace?.map((r) => r.device),
+    [B],
+  );
   assert.deepEqual(Buffer.from(out[0]?.packet.payload ?? []), Buffer.from('sealed end-to-end'));
 });
 
 test('hop limit 0: dropped, and an ERROR packet (TTL expired) goes back toward the source', () => {
   const { engine, posted } = relay(table('unicast', { [D]: D, [A]: A }, [A, D]));
-  engine.onMessage({ t: 'packets', items: [{ peer: A, bytes: encodePacket(packet({ hopLimit: 0 })) }] });
+  engine.onMessage({
+    t: 'packets',
+    items: [{ peer: A, bytes: encodePacket(packet({ hopLimit: 0 })) }],
+  });
   const out = sent(posted);
   assert.equal(out.length, 1);
   assert.equal(out[0]?.peer, A);
   assert.equal(out[0]?.packet.kind, PacketKind.ERROR);
   assert.equal(out[0]?.packet.destination, A);
-  assert.equal(decodeErrorPayload(out[0]?.packet.payload ?? new Uint8Array()).wire, ERRORS.VMESH_ERR_TTL_EXPIRED.wire);
+  assert.equal(
+    decodeErrorPayload(out[0]?.packet.payload ?? new Uint8Array()).wire,
+    ERRORS.VMESH_ERR_TTL_EXPIRED.wire,
+  );
 });
 
 test('no route onward: an ERROR packet (no route) goes back; an ERROR is never answered with an ERROR', () => {
@@ -92,9 +119,18 @@ test('no route onward: an ERROR packet (no route) goes back; an ERROR is never a
   engine.onMessage({ t: 'packets', items: [{ peer: A, bytes: encodePacket(packet()) }] });
   const out = sent(posted);
   assert.equal(out.length, 1);
-  assert.equal(decodeErrorPayload(out[0]?.packet.payload ?? new Uint8Array()).wire, ERRORS.VMESH_ERR_NO_ROUTE.wire);
+  assert.equal(
+    decodeErrorPayload(out[0]?.packet.payload ?? new Uint8Array()).wire,
+    ERRORS.VMESH_ERR_NO_ROUTE.wire,
+  );
   posted.length = 0;
-  const error = packet({ kind: PacketKind.ERROR, source: D, destination: C, flags: 0, payload: Buffer.from([0, 8, 0]) });
+  const error = packet({
+    kind: PacketKind.ERROR,
+    source: D,
+    destination: C,
+    flags: 0,
+    payload: Buffer.from([0, 8, 0]),
+  });
   engine.onMessage({ t: 'packets', items: [{ peer: D, bytes: encodePacket(error) }] });
   assert.equal(sent(posted).length, 0);
 });
@@ -102,18 +138,33 @@ test('no route onward: an ERROR packet (no route) goes back; an ERROR is never a
 test('a flood relay sends to every neighbour but the incoming one and the source, once per packet number', () => {
   const { engine, posted } = relay(table('flood', { [D]: C }, [A, C, 'e'.repeat(32)]));
   const bytes = encodePacket(packet());
-  engine.onMessage({ t: 'packets', items: [{ peer: A, bytes }, { peer: C, bytes }] });
+  engine.onMessage({
+    t: 'packets',
+    items: [
+      { peer: A, bytes },
+      { peer: C, bytes },
+    ],
+  });
   const out = sent(posted);
   assert.deepEqual(out.map((o) => o.peer).sort(), [C, 'e'.repeat(32)]);
   // When the destination is a neighbour, only the destination gets it.
   const r2 = relay(table('flood', { [D]: D }, [A, C, D]));
-  r2.engine.onMessage({ t: 'packets', items: [{ peer: A, bytes: encodePacket(packet({ packetNumber: 8 })) }] });
-  assert.deepEqual(sent(r2.posted).map((o) => o.peer), [D]);
+  r2.engine.onMessage({
+    t: 'packets',
+    items: [{ peer: A, bytes: encodePacket(packet({ packetNumber: 8 })) }],
+  });
+  assert.deepEqual(
+    sent(r2.posted).map((o) => o.peer),
+    [D],
+  );
 });
 
 test('packets of another connection and garbage bytes are dropped, never thrown (property)', () => {
   const { engine, posted } = relay(table('unicast', { [D]: D }, [A, D]));
-  engine.onMessage({ t: 'packets', items: [{ peer: A, bytes: encodePacket(packet({ connection: 'f'.repeat(16) })) }] });
+  engine.onMessage({
+    t: 'packets',
+    items: [{ peer: A, bytes: encodePacket(packet({ connection: 'f'.repeat(16) })) }],
+  });
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
       engine.onMessage({ t: 'packets', items: [{ peer: A, bytes }] });
@@ -132,16 +183,32 @@ test('a newer forwarding table replaces the old one; an older one is ignored', (
 
 test('a relay ends after both directions finished (FIN) and the linger passed, or when idle', () => {
   const { engine, posted, clock } = relay(table('unicast', { [D]: D, [A]: A }, [A, D]));
-  engine.onMessage({ t: 'packets', items: [{ peer: A, bytes: encodePacket(packet({ flags: PacketFlag.FIN })) }] });
   engine.onMessage({
     t: 'packets',
-    items: [{ peer: D, bytes: encodePacket(packet({ flags: PacketFlag.FIN, source: D, destination: A, packetNumber: 3 })) }],
+    items: [{ peer: A, bytes: encodePacket(packet({ flags: PacketFlag.FIN })) }],
+  });
+  engine.onMessage({
+    t: 'packets',
+    items: [
+      {
+        peer: D,
+        bytes: encodePacket(
+          packet({ flags: PacketFlag.FIN, source: D, destination: A, packetNumber: 3 }),
+        ),
+      },
+    ],
   });
   clock.now += DEFAULT_VM_OPTIONS.finLingerMs;
   engine.onTimer();
-  assert.deepEqual(posted.filter((m) => m.t === 'done'), [{ t: 'done', reason: 'fin' }]);
+  assert.deepEqual(
+    posted.filter((m) => m.t === 'done'),
+    [{ t: 'done', reason: 'fin' }],
+  );
   const idle = relay(table('unicast', { [D]: D }, [A, D]));
   idle.clock.now += DEFAULT_VM_OPTIONS.relayIdleMs;
   idle.engine.onTimer();
-  assert.deepEqual(idle.posted.filter((m) => m.t === 'done'), [{ t: 'done', reason: 'idle' }]);
+  assert.deepEqual(
+    idle.posted.filter((m) => m.t === 'done'),
+    [{ t: 'done', reason: 'idle' }],
+  );
 });
