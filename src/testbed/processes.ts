@@ -176,27 +176,38 @@ export async function startTestbed(
         5000,
       )) as unknown as DeviceStatus;
     },
-    async converged(timeoutMs = 20000) {
+    async converged(timeoutMs = 30000) {
       const names = [...devices.keys()].filter((n) => devices.get(n)?.process.exitCode === null);
-      await waitFor(
-        async () => {
-          for (const n of names) {
-            const s = await testbed.status(n);
-            const known = new Set(s.directory.map((e) => e.name));
-            if (!names.every((m) => known.has(m))) return false;
-            const ids = s.directory
-              .filter((e) => e.name !== n && names.includes(e.name))
-              .map((e) => e.device);
-            for (const r of s.routing) {
-              const dests = new Set(r.routes.map((x) => x.destination));
-              if (!ids.every((id) => dests.has(id))) return false;
+      let missing = '';
+      try {
+        await waitFor(
+          async () => {
+            for (const n of names) {
+              const s = await testbed.status(n);
+              const known = new Set(s.directory.map((e) => e.name));
+              const unknown = names.filter((m) => !known.has(m));
+              if (unknown.length > 0) {
+                missing = `${n} does not know ${unknown.join(', ')}`;
+                return false;
+              }
+              const ids = s.directory.filter((e) => e.name !== n && names.includes(e.name));
+              for (const r of s.routing) {
+                const dests = new Set(r.routes.map((x) => x.destination));
+                const lacking = ids.filter((e) => !dests.has(e.device)).map((e) => e.name);
+                if (lacking.length > 0) {
+                  missing = `${n} has no ${r.protocol} route to ${lacking.join(', ')}`;
+                  return false;
+                }
+              }
             }
-          }
-          return true;
-        },
-        timeoutMs,
-        'routes to converge',
-      );
+            return true;
+          },
+          timeoutMs,
+          'routes to converge',
+        );
+      } catch (err) {
+        throw new VmeshError('VMESH_ERR_TIMEOUT', `${(err as Error).message}: ${missing}`);
+      }
     },
     async kill(name) {
       const d = testbed.device(name);
