@@ -94,7 +94,6 @@ export class LinkSession implements Link {
       this.hello = hello;
       this.lastHeard = performance.now();
       this.keepalive = setInterval(() => this.onKeepalive(), this.options.keepaliveIntervalMs);
-      this.keepalive.unref?.();
       return hello;
     });
   }
