@@ -125,7 +125,9 @@ export class LinkSession implements Link {
       this.drop('closed');
       return false;
     }
-    if (this.stream.writableLength > this.options.maxQueuedBytes) {
+    // Only data packets are subject to the queue limit: control frames are few and small, and
+    // dropping them under a data backlog would make the routing protocols see a dead neighbour.
+    if (type === FrameType.PACKET && this.stream.writableLength > this.options.maxQueuedBytes) {
       this.drop('queue-full');
       return false;
     }

@@ -98,6 +98,7 @@ class LinkState implements RoutingProtocol {
     lsaStale: 0,
     malformed: 0,
     expired: 0,
+    holdExpired: 0,
   };
 
   constructor(c: RoutingComponents, init: LinkStateInit) {
@@ -152,8 +153,12 @@ class LinkState implements RoutingProtocol {
     try {
       if (message.type === LinkStateMessage.HELLO)
         return this.onHello(from, n, decodeHello(message.body), now);
-      if (message.type === LinkStateMessage.LSA)
-        return this.onLsa(from, decodeLsa(message.body), now);
+      if (message.type === LinkStateMessage.LSA) {
+        const lsa = decodeLsa(message.body);
+        // Any valid message proves the neighbour alive (the hold timer waits for HELLOs otherwise).
+        if (n.heard) n.lastHello = now;
+        return this.onLsa(from, lsa, now);
+      }
     } catch {
       // fall through: malformed
     }
@@ -172,6 +177,7 @@ class LinkState implements RoutingProtocol {
       if (n.symmetric && now - n.lastHello > this.o.neighbourHoldMs) {
         n.symmetric = false;
         n.heard = false;
+        this.counters.holdExpired++;
         lostSymmetric = true;
       }
     }

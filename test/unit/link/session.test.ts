@@ -113,6 +113,11 @@ test('when the outgoing queue is over its limit, frames are dropped and counted'
   stream.cork();
   let refused = 0;
   for (let i = 0; i < 10; i++) if (!a.send(FrameType.PACKET, Buffer.alloc(600))) refused++;
+  assert.equal(
+    a.send(FrameType.CONTROL, Buffer.alloc(600)),
+    true,
+    'control frames are not subject to the data queue limit',
+  );
   assert.ok(refused > 0);
   assert.equal(a.stats().dropped['queue-full'], refused);
   a.close();
