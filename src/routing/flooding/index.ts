@@ -16,6 +16,7 @@ import { VmeshError } from '../../errors/index.ts';
 import { DEVICE_ID_BYTES, writeHexId } from '../../wire/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
 import { Reader } from '../ids.ts';
+import { jittered } from '../timers.ts';
 import type {
   ForwardingTable,
   ProtocolMessage,
@@ -157,7 +158,7 @@ class Flooding implements RoutingProtocol {
   }
 
   start(now: number): RoutingAction[] {
-    this.nextHello = now + this.jittered(this.o.helloIntervalMs);
+    this.nextHello = now + this.jitter(this.o.helloIntervalMs);
     return this.announce(now);
   }
 
@@ -220,7 +221,7 @@ class Flooding implements RoutingProtocol {
   tick(now: number): RoutingAction[] {
     const actions: RoutingAction[] = [];
     if (now >= this.nextHello) {
-      this.nextHello = now + this.jittered(this.o.helloIntervalMs);
+      this.nextHello = now + this.jitter(this.o.helloIntervalMs);
       for (const id of this.neighbours.keys()) actions.push(this.helloTo(id));
     }
     for (const [origin, o] of this.table) {
@@ -296,6 +297,10 @@ class Flooding implements RoutingProtocol {
     };
   }
 
+  private jitter(interval: number): number {
+    return jittered(interval, this.o.jitter, this.random);
+  }
+
   // ---- internals --------------------------------------------------------------------
 
   private onAnnounce(from: DeviceId, a: Announce, now: number): RoutingAction[] {
@@ -350,7 +355,7 @@ class Flooding implements RoutingProtocol {
 
   private announce(now: number): RoutingAction[] {
     this.seq = (this.seq + 1) >>> 0;
-    this.nextAnnounce = now + this.jittered(this.o.announceIntervalMs);
+    this.nextAnnounce = now + this.jitter(this.o.announceIntervalMs);
     this.remember(`${this.self}:${this.seq}`);
     this.counters.announceSent++;
     return [
@@ -388,9 +393,5 @@ class Flooding implements RoutingProtocol {
     if (digest === this.lastDigest) return [];
     this.lastDigest = digest;
     return [{ type: 'routesChanged' }];
-  }
-
-  private jittered(interval: number): number {
-    return interval * (1 - this.o.jitter / 2 + this.o.jitter * this.random());
   }
 }

@@ -9,6 +9,7 @@
  * RFC sections followed and left out.
  */
 import type { DeviceId } from '../../wire/index.ts';
+import { jittered } from '../timers.ts';
 import type {
   ForwardingTable,
   ProtocolMessage,
@@ -115,7 +116,7 @@ class LinkState implements RoutingProtocol {
   }
 
   start(now: number): RoutingAction[] {
-    this.nextHello = now + this.jittered(this.o.helloIntervalMs);
+    this.nextHello = now + this.jitter(this.o.helloIntervalMs);
     return this.originate(now);
   }
 
@@ -169,7 +170,7 @@ class LinkState implements RoutingProtocol {
   tick(now: number): RoutingAction[] {
     const actions: RoutingAction[] = [];
     if (now >= this.nextHello) {
-      this.nextHello = now + this.jittered(this.o.helloIntervalMs);
+      this.nextHello = now + this.jitter(this.o.helloIntervalMs);
       for (const id of this.neighbours.keys()) actions.push(this.helloTo(id));
     }
     let lostSymmetric = false;
@@ -250,6 +251,10 @@ class LinkState implements RoutingProtocol {
     };
   }
 
+  private jitter(interval: number): number {
+    return jittered(interval, this.o.jitter, this.random);
+  }
+
   // ---- internals ------------------------------------------------------------------
 
   private onHello(
@@ -311,7 +316,7 @@ class LinkState implements RoutingProtocol {
 
   private originate(now: number): RoutingAction[] {
     this.ownSeq = (this.ownSeq + 1) >>> 0;
-    this.nextRefresh = now + this.jittered(this.o.lsaRefreshMs);
+    this.nextRefresh = now + this.jitter(this.o.lsaRefreshMs);
     const lsa: LsaMessage = {
       origin: this.self,
       seq: this.ownSeq,
@@ -360,9 +365,5 @@ class LinkState implements RoutingProtocol {
     if (digest === this.lastDigest) return [];
     this.lastDigest = digest;
     return [{ type: 'routesChanged' }];
-  }
-
-  private jittered(interval: number): number {
-    return interval * (1 - this.o.jitter / 2 + this.o.jitter * this.random());
   }
 }

@@ -11,17 +11,9 @@ import type {
 
 export const idOf = (i: number): string => i.toString(16).padStart(32, '0');
 
-export function seeded(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x100000000;
-  };
-}
+import { seeded } from '../../helpers/rng.ts';
+
+export { seeded };
 
 export class TestNet {
   readonly nodes: RoutingProtocol[];

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { seeded } from '../../helpers/rng.ts';
 import { VmeshError } from '../../../src/errors/index.ts';
 import {
   RangeSet,
@@ -28,17 +29,7 @@ interface Channel {
   cutAt?: number;
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x100000000;
-  };
-}
+const rng = seeded;
 
 interface Side {
   t: StreamTransport;
