@@ -153,8 +153,7 @@ export class Device implements ControlHandler {
     this.schedule();
     this.logger.info(
       {
-        device: this.id,
-        name: this.config.name,
+        id: this.id,
         listen: this.links.listenAddress,
         control: this.config.control,
       },
@@ -172,7 +171,7 @@ export class Device implements ControlHandler {
     await this.hypervisor.stopAll('VMESH_ERR_SHUTDOWN', 'the device is shutting down');
     await this.links.stop();
     await this.control.close();
-    this.logger.info({ device: this.id }, 'device down');
+    this.logger.info({ id: this.id }, 'device down');
   }
 
   get listenAddress(): string | undefined {

@@ -4,6 +4,7 @@
 // demo's text.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,4 +115,29 @@ test('an unknown service and an unknown device are refused with stable codes', a
   await assert.rejects(connect({ control, to: 'D', service: 'echo', app: 'x', protocol: 'nope' }), {
     code: 'VMESH_ERR_UNKNOWN_PROTOCOL',
   });
+});
+
+test('the control API refuses malformed requests with VMESH_ERR_BAD_REQUEST and keeps serving', async () => {
+  const control = testbed.device('A').control;
+  const ask = (line: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const s = net.connect(control);
+      let out = '';
+      s.on('data', (c) => (out += c.toString()));
+      s.once('end', () => resolve(out));
+      s.once('error', reject);
+      s.write(line);
+    });
+  for (const line of [
+    'not json\n',
+    '{"op":"explode"}\n',
+    '{"op":"connect","to":"D"}\n',
+    '[1,2,3]\n',
+  ]) {
+    const reply = JSON.parse(await ask(line)) as { ok: boolean; error: { code: string } };
+    assert.equal(reply.ok, false);
+    assert.equal(reply.error.code, 'VMESH_ERR_BAD_REQUEST', line);
+  }
+  const status = await testbed.status('A');
+  assert.equal(status.device.name, 'A');
 });
