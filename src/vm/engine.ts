@@ -86,6 +86,7 @@ export class VmEngine {
   private appPaused = false;
   private failedCode: ErrorCode | undefined;
   private softError: { code: ErrorCode; message: string } | undefined;
+  private closedCleanly = false;
   /** Neighbour the source's packets last came from: replies go back that way (symmetric path). */
   private towardSource: DeviceId | undefined;
   private service: net.Socket | undefined;
@@ -198,6 +199,12 @@ export class VmEngine {
 
   private deliver(packet: Packet, now: number): void {
     if (packet.kind === PacketKind.ERROR) {
+      if (this.closedCleanly) {
+        // A late report about a connection that already finished well (e.g. a straggler that
+        // reached a destination whose VM had ended): nothing to fail.
+        this.drop('error-after-close');
+        return;
+      }
       let wire: number;
       let reason: string;
       try {
@@ -415,6 +422,7 @@ export class VmEngine {
         } else this.service?.resume();
         break;
       case 'closed':
+        this.closedCleanly = true;
         this.lingerFrom ??= this.io.now();
         this.service?.destroy();
         break;
