@@ -187,9 +187,10 @@ export class Device implements ControlHandler {
       { neighbour: link.remoteName, id: link.remote, direction: link.direction },
       'link up',
     );
-    link.onFrame((type, body) => this.onFrame(link, type, body));
     for (const p of this.protocols.values()) this.run(p, p.linkUp(link.remote, 1, now));
     this.runDirectory(this.directory.linkUp(link.remote, now));
+    // Only now: frames that came early are delivered to protocols that know the neighbour.
+    link.onFrame((type, body) => this.onFrame(link, type, body));
     this.fibs.refresh();
     this.schedule();
   }

@@ -20,6 +20,9 @@ import { helloFor, verifyHello } from './handshake.ts';
 import { DEFAULT_LINK_OPTIONS } from './types.ts';
 import type { Link, LinkOptions, LinkStats } from './types.ts';
 
+/** Frames kept for a listener that is not attached yet. */
+const MAX_EARLY_FRAMES = 4096;
+
 export class LinkSession implements Link {
   readonly direction: 'inbound' | 'outbound';
   private readonly stream: Duplex;
@@ -28,6 +31,8 @@ export class LinkSession implements Link {
   private readonly decoder: FrameDecoder;
   private hello: Hello | undefined;
   private frameListeners: ((type: number, body: Uint8Array) => void)[] = [];
+  /** Frames received before anyone listened (undefined once a listener is attached). */
+  private early: { type: number; body: Uint8Array }[] | undefined = [];
   private closeListeners: ((reason: string) => void)[] = [];
   private isClosed = false;
   private closeReason = '';
@@ -137,6 +142,11 @@ export class LinkSession implements Link {
 
   onFrame(listener: (type: number, body: Uint8Array) => void): void {
     this.frameListeners.push(listener);
+    // Frames that arrived between the handshake and the first listener (often in the same
+    // socket read as the peer's hello) are delivered now, in order, rather than lost.
+    const early = this.early;
+    this.early = undefined;
+    for (const f of early ?? []) listener(f.type, f.body);
   }
 
   onClose(listener: (reason: string) => void): void {
@@ -235,6 +245,11 @@ export class LinkSession implements Link {
         return;
       }
       default:
+        if (this.early !== undefined) {
+          if (this.early.length < MAX_EARLY_FRAMES) this.early.push({ type, body });
+          else this.drop('early-overflow');
+          return;
+        }
         for (const l of this.frameListeners) l(type, body);
     }
   }

@@ -162,3 +162,33 @@ test('LinkManager: when both sides dial each other exactly one link survives on 
   assert.equal(a.links().length, 1);
   await Promise.all([a.stop(), b2.stop()]);
 });
+
+test('frames that arrive before anyone listens (same read as the hello) are kept and delivered in order', async () => {
+  const [x, y] = duplexPair();
+  const ia = generateIdentity();
+  const ib = generateIdentity();
+  const a = new LinkSession(x, 'outbound', fast, new Counters());
+  const done = a.handshake(ia, 'A');
+  // The peer's hello and its first control frames in one write, as TCP may deliver them.
+  y.write(
+    Buffer.concat([
+      encodeFrame(
+        FrameType.HELLO,
+        encodeHello({
+          device: ib.deviceId,
+          signingKey: ib.signingPublic,
+          agreementKey: ib.agreementPublic,
+          name: 'B',
+        }),
+      ),
+      encodeFrame(FrameType.CONTROL, Buffer.from('first')),
+      encodeFrame(FrameType.CONTROL, Buffer.from('second')),
+    ]),
+  );
+  await done;
+  await new Promise((r) => setTimeout(r, 10));
+  const got: string[] = [];
+  a.onFrame((_t, body) => got.push(Buffer.from(body).toString()));
+  assert.deepEqual(got, ['first', 'second']);
+  a.close();
+});
