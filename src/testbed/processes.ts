@@ -55,7 +55,11 @@ export interface DeviceStatus {
   device: { id: string; name: string; protocols: string[] };
   links: { neighbour: string; name: string }[];
   directory: { device: string; name: string }[];
-  routing: { protocol: string; routes: { destination: string; nextHop: string; hops: number }[] }[];
+  routing: {
+    protocol: string;
+    neighbours: { device: string; state: string }[];
+    routes: { destination: string; nextHop: string; hops: number }[];
+  }[];
   vms: {
     vmId: string;
     role: string;
@@ -179,11 +183,30 @@ export async function startTestbed(
     async converged(timeoutMs = 30000) {
       const names = [...devices.keys()].filter((n) => devices.get(n)?.process.exitCode === null);
       let missing = '';
+      let previous = '';
+      let stableLooks = 0;
       try {
         await waitFor(
           async () => {
+            const digest: string[] = [];
             for (const n of names) {
               const s = await testbed.status(n);
+              const links = s.links.length;
+              for (const r of s.routing) {
+                // link-state needs two-way (symmetric) neighbours; the others need to have heard them.
+                const ready = r.protocol === 'link-state' ? ['symmetric'] : ['symmetric', 'heard'];
+                const up = r.neighbours.filter((x) => ready.includes(x.state)).length;
+                if (up < links) {
+                  missing = `${n}: ${r.protocol} has heard ${up} of its ${links} neighbours`;
+                  return false;
+                }
+                digest.push(
+                  `${n}/${r.protocol}:${r.routes
+                    .map((x) => `${x.destination}>${x.nextHop}`)
+                    .sort()
+                    .join(',')}`,
+                );
+              }
               const known = new Set(s.directory.map((e) => e.name));
               const unknown = names.filter((m) => !known.has(m));
               if (unknown.length > 0) {
@@ -200,7 +223,13 @@ export async function startTestbed(
                 }
               }
             }
-            return true;
+            // Settled: the same routes as at the previous look (one poll interval ago).
+            const now = digest.join('|');
+            stableLooks = now === previous ? stableLooks + 1 : 0;
+            previous = now;
+            const settled = stableLooks >= 3;
+            if (!settled) missing = 'routes still changing';
+            return settled;
           },
           timeoutMs,
           'routes to converge',
