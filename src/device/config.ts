@@ -53,6 +53,17 @@ export const configSchema = z
     policy: z.enum(['diverse', 'first']).default('diverse'),
     /** Services this device exposes: name -> local TCP "host:port". */
     expose: z.record(name, hostPort).default({}),
+    routing: z
+      .object({
+        /** Third-party routing protocol modules (paths, relative to the config file). */
+        modules: z.array(z.string().min(1)).default([]),
+        /** How long a new connection waits for a reactive protocol's route discovery, ms. */
+        discoveryWaitMs: positiveInt.default(2000),
+        /** How often open connections refresh their routes and links report measured costs, ms. */
+        refreshMs: positiveInt.default(1000),
+      })
+      .strict()
+      .default({ modules: [], discoveryWaitMs: 2000, refreshMs: 1000 }),
     limits: z
       .object({
         maxVms: positiveInt.default(256),
@@ -131,6 +142,7 @@ export function validateConfig(raw: unknown, baseDir: string, source = 'config')
     stateDir,
     identity: c.identity === undefined ? resolve(stateDir, 'identity.json') : abs(c.identity),
     control: c.control === undefined ? resolve(stateDir, 'control.sock') : abs(c.control),
+    routing: { ...c.routing, modules: c.routing.modules.map(abs) },
   };
 }
 

@@ -24,7 +24,13 @@ import { LinkManager, tcpTransport } from '../link/index.ts';
 import type { Link, Transport } from '../link/index.ts';
 import { Counters, silentLogger } from '../observe/index.ts';
 import type { Logger } from '../observe/index.ts';
-import { ProtocolRegistry, builtinProtocols } from '../routing/index.ts';
+import {
+  ProtocolRegistry,
+  builtinProtocols,
+  costChanged,
+  linkCost,
+  loadProtocolModule,
+} from '../routing/index.ts';
 import type { ForwardingTable, RoutingAction, RoutingProtocol } from '../routing/index.ts';
 import { DEFAULT_VM_OPTIONS, Hypervisor } from '../vm/index.ts';
 import type { VmHandle, VmOptions, VmRecord, VmRole, VmToDevice } from '../vm/index.ts';
@@ -35,6 +41,7 @@ import type { DeviceConfig } from './config.ts';
 import { DIRECTORY_PROTOCOL_ID, Directory } from './directory.ts';
 import { ForwardingTables } from './fib.ts';
 import { selectProtocol } from './policy.ts';
+import type { Selection } from './policy.ts';
 import { Switch } from './switch.ts';
 
 /** A connection this device is the source of. */
@@ -85,6 +92,11 @@ export class Device implements ControlHandler {
   private readonly sessions = new Map<ConnectionId, AppSession>();
   private readonly vmOptions: VmOptions;
   private timer: NodeJS.Timeout | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  /** Called whenever any protocol's routes change (connections waiting for a discovery). */
+  private readonly routeWaiters = new Set<() => void>();
+  /** Link cost last reported to the protocols, per neighbour. */
+  private readonly reportedCost = new Map<DeviceId, number>();
   private readonly startedAt = performance.now();
   private stopping = false;
 
@@ -117,6 +129,12 @@ export class Device implements ControlHandler {
   async start(): Promise<void> {
     mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
     this.identity = loadOrCreateIdentity(this.config.identity);
+    for (const file of this.config.routing.modules) {
+      for (const d of await loadProtocolModule(file, this.config.stateDir)) {
+        this.registry.register(d);
+        this.logger.info({ protocol: d.name, id: d.id, module: file }, 'routing module loaded');
+      }
+    }
     const names = this.config.protocols ?? this.registry.names();
     for (const name of names) {
       const d = this.registry.get(name);
@@ -151,6 +169,8 @@ export class Device implements ControlHandler {
     this.runDirectory(this.directory.start(now));
     await this.links.start();
     this.schedule();
+    this.refreshTimer = setInterval(() => this.refresh(), this.config.routing.refreshMs);
+    this.refreshTimer.unref();
     this.logger.info(
       {
         id: this.id,
@@ -166,6 +186,8 @@ export class Device implements ControlHandler {
     if (this.stopping) return;
     this.stopping = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.refreshTimer !== undefined) clearInterval(this.refreshTimer);
+    for (const w of this.routeWaiters) w();
     for (const s of this.sessions.values())
       s.error('VMESH_ERR_SHUTDOWN', 'the device is shutting down');
     await this.hypervisor.stopAll('VMESH_ERR_SHUTDOWN', 'the device is shutting down');
@@ -187,7 +209,9 @@ export class Device implements ControlHandler {
       { neighbour: link.remoteName, id: link.remote, direction: link.direction },
       'link up',
     );
-    for (const p of this.protocols.values()) this.run(p, p.linkUp(link.remote, 1, now));
+    const cost = linkCost(link.rttMs, link.lossRate);
+    this.reportedCost.set(link.remote, cost);
+    for (const p of this.protocols.values()) this.run(p, p.linkUp(link.remote, cost, now));
     this.runDirectory(this.directory.linkUp(link.remote, now));
     // Only now: frames that came early are delivered to protocols that know the neighbour.
     link.onFrame((type, body) => this.onFrame(link, type, body));
@@ -198,6 +222,7 @@ export class Device implements ControlHandler {
   private onLinkDown(link: Link, reason: string): void {
     const now = performance.now();
     this.logger.info({ neighbour: link.remoteName, reason }, 'link down');
+    this.reportedCost.delete(link.remote);
     for (const p of this.protocols.values()) this.run(p, p.linkDown(link.remote, now));
     this.fibs.refresh();
     this.schedule();
@@ -242,7 +267,71 @@ export class Device implements ControlHandler {
     if (changed) {
       this.counters.inc('routing.changes', { protocol: p.name });
       this.fibs.refresh(p);
+      for (const w of [...this.routeWaiters]) w();
     }
+  }
+
+  /**
+   * Every `routing.refreshMs`: links report their measured cost (RTT and
+   * keepalive loss) when it moved past the hysteresis, and reactive protocols
+   * hear which routes open connections use here (AODV route lifetimes; a
+   * source whose route broke rediscovers).
+   */
+  private refresh(): void {
+    if (this.stopping) return;
+    const now = performance.now();
+    for (const link of this.links.links()) {
+      const was = this.reportedCost.get(link.remote);
+      const cost = linkCost(link.rttMs, link.lossRate);
+      if (was === undefined || !costChanged(was, cost)) continue;
+      this.reportedCost.set(link.remote, cost);
+      this.counters.inc('link.cost.changes');
+      for (const p of this.protocols.values()) this.run(p, p.linkCost(link.remote, cost, now));
+    }
+    for (const vm of this.vms.values()) {
+      const r = vm.record;
+      const p = [...this.protocols.values()].find((x) => x.name === r.protocol);
+      if (p?.routeInUse === undefined) continue;
+      const avoid = new Set(r.avoid);
+      if (r.role !== 'destination') this.run(p, p.routeInUse(r.destination, avoid, now));
+      if (r.role !== 'source') this.run(p, p.routeInUse(r.source, avoid, now));
+    }
+    this.schedule();
+  }
+
+  /**
+   * Starts route discoveries for the reactive protocols that lack a route to
+   * `destination` (plain, and avoiding `relays`), and resolves once `ready()`
+   * holds after a route change, or after `routing.discoveryWaitMs`.
+   */
+  private discoverRoutes(
+    candidates: readonly RoutingProtocol[],
+    destination: DeviceId,
+    relays: DeviceId[],
+    ready: () => boolean,
+  ): Promise<void> {
+    const now = performance.now();
+    const avoid = new Set(relays);
+    for (const p of candidates) {
+      if (p.reactive !== true || p.discover === undefined) continue;
+      if (relays.length > 0 && p.route(destination, avoid) === undefined)
+        this.run(p, p.discover(destination, avoid, now));
+      if (p.route(destination) === undefined) this.run(p, p.discover(destination, new Set(), now));
+    }
+    this.schedule();
+    if (ready()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.routeWaiters.delete(check);
+        resolve();
+      };
+      const check = (): void => {
+        if (this.stopping || ready()) done();
+      };
+      const timer = setTimeout(done, this.config.routing.discoveryWaitMs);
+      this.routeWaiters.add(check);
+    });
   }
 
   private runDirectory(actions: RoutingAction[]): void {
@@ -455,6 +544,14 @@ export class Device implements ControlHandler {
   /** Claim 1 (a): an app's request for a connection. */
   connect(request: ConnectRequest, socket: net.Socket, rest: Buffer): void {
     const session = new AppSession(socket, rest, this.counters);
+    void this.open(request, socket, session);
+  }
+
+  private async open(
+    request: ConnectRequest,
+    socket: net.Socket,
+    session: AppSession,
+  ): Promise<void> {
     let connection: ConnectionId | undefined;
     try {
       const destination = this.directory.resolve(request.to);
@@ -478,14 +575,53 @@ export class Device implements ControlHandler {
             (v.state === 'open' || v.state === 'opening'),
         )
         .map((v) => ({ connection: v.connection, protocol: v.protocol, relays: this.relaysOf(v) }));
-      const selection = selectProtocol(this.config.policy, {
-        app: request.app,
-        destination,
-        ...(request.protocol === undefined ? {} : { protocol: request.protocol }),
-        protocols: [...this.protocols.values()],
-        siblings,
-        nameOf: (d) => this.directory.nameOf(d) ?? d.slice(0, 8),
-      });
+      const protocols = [...this.protocols.values()];
+      const select = (): Selection =>
+        selectProtocol(this.config.policy, {
+          app: request.app,
+          destination,
+          ...(request.protocol === undefined ? {} : { protocol: request.protocol }),
+          protocols,
+          siblings,
+          nameOf: (d) => this.directory.nameOf(d) ?? d.slice(0, 8),
+        });
+      const candidates =
+        request.protocol === undefined
+          ? protocols
+          : protocols.filter((p) => p.name === request.protocol);
+      const relays = [...new Set(siblings.flatMap((x) => x.relays))].filter(
+        (r) => r !== destination,
+      );
+      const used = new Set(siblings.map((x) => x.protocol));
+      // Reactive protocols know routes only after a discovery: wait for one when a reactive
+      // protocol without a route would be preferred over what the policy can pick now.
+      const waitFor = (): boolean => {
+        const pending = candidates.filter(
+          (p) =>
+            p.reactive === true &&
+            (p.route(destination) === undefined ||
+              (relays.length > 0 && p.route(destination, new Set(relays)) === undefined)),
+        );
+        if (pending.length === 0) return false;
+        let pick: Selection;
+        try {
+          pick = select();
+        } catch {
+          return true;
+        }
+        const rank = (p: RoutingProtocol): number => candidates.indexOf(p);
+        return pending.some(
+          (p) =>
+            rank(p) < rank(pick.protocol) || (used.has(pick.protocol.name) && !used.has(p.name)),
+        );
+      };
+      if (waitFor()) {
+        await this.discoverRoutes(candidates, destination, relays, () => !waitFor());
+        if (socket.destroyed) {
+          throw new VmeshError('VMESH_ERR_CONN_RESET', 'the app went away during route discovery');
+        }
+      }
+      const selection = select();
       connection = randomBytes(8).toString('hex');
       const record: VconnRecord = {
         connection,
@@ -612,7 +748,11 @@ export class Device implements ControlHandler {
         rttMs: l.rttMs ?? null,
       })),
       directory: this.directory.list().map((e) => ({ device: e.device, name: e.name })),
-      routing: [...this.protocols.values()].map((p) => p.snapshot(now)),
+      routing: [...this.protocols.values()].map((p) => ({
+        ...p.snapshot(now),
+        mode: p.mode,
+        reactive: p.reactive === true,
+      })),
       vms: this.hypervisor.records().map((r: VmRecord) => ({
         ...r,
         sourceName: nameOf(r.source),

@@ -38,6 +38,9 @@ export class LinkSession implements Link {
   private closeReason = '';
   private lastHeard = performance.now();
   private rtt: number | undefined;
+  private loss = 0;
+  /** Send times of PINGs not yet answered (at most a few: older ones count as lost). */
+  private readonly outstanding: number[] = [];
   private keepalive: NodeJS.Timeout | undefined;
   private readonly statsData: LinkStats = {
     framesIn: 0,
@@ -115,6 +118,11 @@ export class LinkSession implements Link {
 
   get rttMs(): number | undefined {
     return this.rtt;
+  }
+
+  /** Share of keepalive PINGs whose PONG did not come back within two intervals (EWMA, 1/8). */
+  get lossRate(): number {
+    return this.loss;
   }
 
   get closed(): boolean {
@@ -239,6 +247,11 @@ export class LinkSession implements Link {
           this.counters.inc('link.frames.dropped', { reason: 'malformed-ping' });
           return;
         }
+        const k = this.outstanding.indexOf(sent);
+        if (k >= 0) {
+          this.outstanding.splice(k, 1);
+          this.loss -= this.loss / 8;
+        }
         const sample = performance.now() - sent;
         if (sample >= 0 && sample < 60000)
           this.rtt = this.rtt === undefined ? sample : this.rtt + (sample - this.rtt) / 8;
@@ -260,7 +273,17 @@ export class LinkSession implements Link {
       this.close(`dead: nothing heard for ${this.options.deadAfterMs} ms`);
       return;
     }
-    this.write(FrameType.PING, encodePing(performance.now()));
+    const now = performance.now();
+    while (
+      this.outstanding.length > 0 &&
+      now - (this.outstanding[0] as number) > 2 * this.options.keepaliveIntervalMs
+    ) {
+      this.outstanding.shift();
+      this.loss += (1 - this.loss) / 8;
+    }
+    // A PING's body is its send time (ms, float64, exact): the PONG echoes it back.
+    if (this.outstanding.length < 16) this.outstanding.push(now);
+    this.write(FrameType.PING, encodePing(now));
   }
 }
 

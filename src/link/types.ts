@@ -39,6 +39,8 @@ export interface Link {
   readonly direction: 'inbound' | 'outbound';
   /** Smoothed keepalive round trip, ms (undefined until the first PONG). */
   readonly rttMs: number | undefined;
+  /** Share of keepalives lost (0..1, smoothed); TCP links lose none unless impaired. */
+  readonly lossRate: number;
   readonly closed: boolean;
   /**
    * Queues one frame. Returns false (and counts a drop) when the link is

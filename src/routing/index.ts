@@ -12,7 +12,9 @@ export type {
   RoutingProtocolFactory,
   RoutingSnapshot,
 } from './types.ts';
-export { ProtocolRegistry, builtinProtocols } from './registry.ts';
+export { ProtocolRegistry, builtinProtocols, validateDescriptor } from './registry.ts';
+export { loadProtocolModule } from './plugins.ts';
+export { MAX_LINK_COST, costChanged, linkCost } from './cost.ts';
 export { linkState } from './link-state/index.ts';
 export type { LinkStateInit } from './link-state/index.ts';
 export {

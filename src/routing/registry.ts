@@ -10,6 +10,61 @@ import type { ProtocolDescriptor } from './types.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
+const METHODS = [
+  'start',
+  'linkUp',
+  'linkDown',
+  'linkCost',
+  'receive',
+  'tick',
+  'nextDeadline',
+  'route',
+  'forwardingTable',
+  'snapshot',
+] as const;
+
+/**
+ * Checks that `value` is a usable protocol descriptor (a third-party module's
+ * export): name, id and summary well formed, and `create` a factory whose
+ * instance has every member of the RoutingProtocol contract, the same name
+ * and id, a known forwarding mode, and `discover` when it says it is
+ * reactive. Throws VMESH_ERR_CONFIG naming `source` and what is wrong.
+ */
+export function validateDescriptor(value: unknown, source: string): ProtocolDescriptor {
+  const bad = (why: string): VmeshError =>
+    new VmeshError('VMESH_ERR_CONFIG', `${source}: not a valid routing protocol: ${why}`);
+  if (typeof value !== 'object' || value === null)
+    throw bad('expected an object { name, id, summary, create }');
+  const d = value as Record<string, unknown>;
+  if (typeof d.name !== 'string' || !NAME.test(d.name)) throw bad(`"name" must match ${NAME}`);
+  if (typeof d.id !== 'number' || !Number.isInteger(d.id) || d.id < 1 || d.id > 255)
+    throw bad('"id" must be an integer 1..255');
+  if (typeof d.summary !== 'string') throw bad('"summary" must be a string');
+  if (typeof d.create !== 'function') throw bad('"create" must be a factory function');
+  let instance: Record<string, unknown>;
+  try {
+    instance = (d.create as (c: unknown) => Record<string, unknown>)({
+      self: '0'.repeat(32),
+      random: () => 0.5,
+    });
+  } catch (err) {
+    throw bad(`its factory threw: ${(err as Error).message}`);
+  }
+  if (typeof instance !== 'object' || instance === null)
+    throw bad('its factory returned no object');
+  for (const m of METHODS)
+    if (typeof instance[m] !== 'function') throw bad(`the instance has no ${m}()`);
+  if (instance.name !== d.name || instance.id !== d.id)
+    throw bad(
+      `the instance says it is ${String(instance.name)}/${String(instance.id)}, not ${d.name}/${d.id}`,
+    );
+  if (!['unicast', 'flood', 'source'].includes(instance.mode as string))
+    throw bad('"mode" must be unicast, flood or source');
+  if (instance.reactive === true && typeof instance.discover !== 'function')
+    throw bad('a reactive protocol needs discover()');
+  return d as unknown as ProtocolDescriptor;
+}
+
 export class ProtocolRegistry {
   private readonly byName = new Map<string, ProtocolDescriptor>();
   private readonly byWireId = new Map<number, ProtocolDescriptor>();

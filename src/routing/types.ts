@@ -25,8 +25,12 @@ export type RoutingAction =
   | { type: 'send'; to: DeviceId; message: ProtocolMessage }
   /** Send a message to every current neighbour except `except`. */
   | { type: 'broadcast'; message: ProtocolMessage; except?: DeviceId }
-  /** The routes changed: the driver rebuilds and pushes forwarding tables. */
-  | { type: 'routesChanged' };
+  /**
+   * The routes changed (the route-change event): the driver rebuilds and
+   * pushes forwarding tables. `destinations` names the destinations whose
+   * route was added, changed or removed, when the protocol knows them.
+   */
+  | { type: 'routesChanged'; destinations?: DeviceId[] };
 
 /** Things a protocol instance is given when it is created. */
 export interface RoutingComponents {
@@ -41,7 +45,13 @@ export type ForwardingMode =
   /** Each packet goes to the one next hop for its destination. */
   | 'unicast'
   /** Each packet goes to every neighbour except the one it came from (and avoided ones). */
-  | 'flood';
+  | 'flood'
+  /**
+   * Source routing (DSR): the source puts the whole path (`ForwardingTable.paths`)
+   * in the packet; relays send to the next device on it, and salvage with their
+   * own path when that device is unreachable.
+   */
+  | 'source';
 
 /** Answer to "how do I reach D?". */
 export interface Route {
@@ -74,6 +84,8 @@ export interface ForwardingTable {
   neighbours: DeviceId[];
   /** Destination -> next hop, honouring `avoid` (flood mode: reachable destinations). */
   nextHops: Record<DeviceId, DeviceId>;
+  /** Source mode: destination -> whole path from `self` to it inclusive, honouring `avoid`. */
+  paths?: Record<DeviceId, DeviceId[]>;
 }
 
 /** One line of a routing table snapshot. */
@@ -119,6 +131,25 @@ export interface RoutingProtocol {
   tick(now: number): RoutingAction[];
   /** Absolute time of the next tick needed. */
   nextDeadline(): number;
+
+  /**
+   * Reactive protocols (AODV, DSR) set this: they know routes only after a
+   * discovery, which the driver starts with `discover()` when `route()` has
+   * nothing, then waits for `routesChanged`.
+   */
+  readonly reactive?: boolean;
+  /**
+   * Reactive protocols: start (or keep going) a route discovery for
+   * `destination` whose intermediate devices avoid `avoid`. Rate-limited by
+   * the protocol; returns no actions when a discovery is already under way.
+   */
+  discover?(destination: DeviceId, avoid: ReadonlySet<DeviceId>, now: number): RoutingAction[];
+  /**
+   * Data for `destination` (with this avoid-set) is flowing through this
+   * device: reactive protocols refresh the route's lifetime (AODV §6.2) and
+   * start a discovery when the route is gone. Proactive protocols may omit it.
+   */
+  routeInUse?(destination: DeviceId, avoid: ReadonlySet<DeviceId>, now: number): RoutingAction[];
 
   /** Route to `destination` whose intermediate devices avoid `avoid`, if any. */
   route(destination: DeviceId, avoid?: ReadonlySet<DeviceId>): Route | undefined;

@@ -57,6 +57,8 @@ export interface DeviceStatus {
   directory: { device: string; name: string }[];
   routing: {
     protocol: string;
+    mode: string;
+    reactive: boolean;
     neighbours: { device: string; state: string }[];
     routes: { destination: string; nextHop: string; hops: number }[];
   }[];
@@ -193,6 +195,8 @@ export async function startTestbed(
               const s = await testbed.status(n);
               const links = s.links.length;
               for (const r of s.routing) {
+                // Reactive protocols (aodv, source-route) find routes on demand: nothing to wait for.
+                if (r.reactive === true) continue;
                 // link-state needs two-way (symmetric) neighbours; the others need to have heard them.
                 const ready = r.protocol === 'link-state' ? ['symmetric'] : ['symmetric', 'heard'];
                 const up = r.neighbours.filter((x) => ready.includes(x.state)).length;
@@ -215,6 +219,7 @@ export async function startTestbed(
               }
               const ids = s.directory.filter((e) => e.name !== n && names.includes(e.name));
               for (const r of s.routing) {
+                if (r.reactive === true) continue;
                 const dests = new Set(r.routes.map((x) => x.destination));
                 const lacking = ids.filter((e) => !dests.has(e.device)).map((e) => e.name);
                 if (lacking.length > 0) {

@@ -63,6 +63,7 @@ export class VmEngine {
     dropped: Record<string, number>;
     appBytesSent: number;
     appBytesReceived: number;
+    salvaged: number;
   } = {
     packetsIn: 0,
     packetsOut: 0,
@@ -71,6 +72,7 @@ export class VmEngine {
     dropped: {},
     appBytesSent: 0,
     appBytesReceived: 0,
+    salvaged: 0,
   };
   private readonly seen = new Map<DeviceId, PacketWindow>();
   private readonly neighboursSeen = new Set<DeviceId>();
@@ -89,6 +91,8 @@ export class VmEngine {
   private closedCleanly = false;
   /** Neighbour the source's packets last came from: replies go back that way (symmetric path). */
   private towardSource: DeviceId | undefined;
+  /** Destination, source mode: the source's route reversed, for replies. */
+  private replyRoute: DeviceId[] | undefined;
   private service: net.Socket | undefined;
   private serviceEnded = false;
   private reportDirty = false;
@@ -188,8 +192,11 @@ export class VmEngine {
       this.drop('wrong-connection');
       return;
     }
-    if (packet.source === this.spec.source && packet.kind === PacketKind.DATA)
+    if (packet.source === this.spec.source && packet.kind === PacketKind.DATA) {
       this.towardSource = item.peer;
+      if (this.spec.role === 'destination' && packet.route !== undefined)
+        this.replyRoute = [...packet.route].reverse();
+    }
     if (packet.destination === this.spec.self && this.spec.role !== 'relay') {
       this.deliver(packet, now);
     } else {
@@ -276,7 +283,13 @@ export class VmEngine {
       if (trace.length < MAX_LIST_ENTRIES)
         packet.trace = [...trace, { device: this.spec.self, timeMs: now >>> 0 }];
     }
-    const hops = this.nextHopsFor(packet.destination, from, packet.source);
+    if (this.fib.mode === 'source' && packet.route !== undefined) {
+      if (packet.route[packet.routeIndex ?? 0] !== this.spec.self) {
+        this.drop('misrouted');
+        return;
+      }
+    }
+    const hops = this.hopsFor(packet, from);
     if (hops.length === 0) {
       this.drop('no-route');
       this.sendError(packet, 'VMESH_ERR_NO_ROUTE', `no ${this.spec.protocolName} route onward`);
@@ -304,6 +317,60 @@ export class VmEngine {
    * live, non-avoided neighbour except where the packet came from and its
    * source — or just the destination when it is a neighbour.
    */
+  private hopsFor(packet: Packet, from: DeviceId | undefined): DeviceId[] {
+    if (this.fib.mode !== 'source')
+      return this.nextHopsFor(packet.destination, from, packet.source);
+    const hop = this.sourceRouteHop(packet);
+    return hop === undefined ? [] : [hop];
+  }
+
+  /**
+   * Source mode (DSR, RFC 4728 §8.1.3–§8.1.4): a packet without a route gets
+   * one (replies at the destination: the source's route reversed while its
+   * first hop is alive; else the table's path); `routeIndex` names the device
+   * holding the packet. The next device on the route is used if it is a live
+   * neighbour; otherwise the packet is salvaged (§8.4.2): this device's own
+   * path replaces the rest of the route. Sets `route`/`routeIndex` on the packet.
+   */
+  private sourceRouteHop(packet: Packet): DeviceId | undefined {
+    const self = this.spec.self;
+    const live = this.fib.neighbours;
+    if (packet.route === undefined) {
+      const reply = this.replyRoute;
+      const path =
+        reply !== undefined &&
+        packet.destination === reply[reply.length - 1] &&
+        live.includes(reply[1] as DeviceId)
+          ? reply
+          : this.fib.paths?.[packet.destination];
+      if (path === undefined || path.length < 2 || path[0] !== self) return undefined;
+      packet.route = path;
+      packet.routeIndex = 0;
+    }
+    const route = packet.route;
+    const k = packet.routeIndex ?? 0;
+    const next = route[k + 1];
+    if (next !== undefined && live.includes(next)) {
+      packet.routeIndex = k + 1;
+      return next;
+    }
+    const own = this.fib.paths?.[packet.destination];
+    if (
+      own === undefined ||
+      own.length < 2 ||
+      own[0] !== self ||
+      !live.includes(own[1] as DeviceId)
+    )
+      return undefined;
+    const salvaged = [...route.slice(0, k), ...own];
+    if (new Set(salvaged).size !== salvaged.length || salvaged.length > MAX_LIST_ENTRIES)
+      return undefined;
+    this.counters.salvaged++;
+    packet.route = salvaged;
+    packet.routeIndex = k + 1;
+    return own[1];
+  }
+
   private nextHopsFor(
     destination: DeviceId,
     from: DeviceId | undefined,
@@ -340,7 +407,15 @@ export class VmEngine {
       payload: encodeErrorPayload({ wire: ERRORS[code].wire, reason }),
     };
     if (about.avoid !== undefined) error.avoid = about.avoid;
-    const hops = this.nextHopsFor(about.source, undefined, this.spec.self);
+    if (about.route !== undefined) {
+      // Back the way it came (DSR ROUTE ERROR travels the reversed route).
+      const k = about.route.indexOf(this.spec.self);
+      if (k > 0) {
+        error.route = about.route.slice(0, k + 1).reverse();
+        error.routeIndex = 0;
+      }
+    }
+    const hops = this.hopsFor(error, undefined);
     if (hops.length === 0) return;
     const bytes = encodePacket(error);
     for (const hop of hops) this.emit(hop, bytes);
@@ -382,7 +457,7 @@ export class VmEngine {
       packet.flags |= PacketFlag.TRACE;
       packet.trace = this.echoTrace;
     }
-    const hops = this.nextHopsFor(packet.destination, undefined, this.spec.self);
+    const hops = this.hopsFor(packet, undefined);
     if (hops.length === 0) {
       this.drop('no-route');
       this.noRouteSince ??= now;
@@ -602,6 +677,7 @@ export class VmEngine {
       neighbours: [...this.neighboursSeen],
       appBytesSent: this.counters.appBytesSent,
       appBytesReceived: this.counters.appBytesReceived,
+      salvaged: this.counters.salvaged,
     };
     if (stats?.smoothedRttMs !== undefined) patch.rttMs = stats.smoothedRttMs;
     this.report(patch);

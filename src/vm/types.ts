@@ -113,6 +113,8 @@ export interface VmReport {
   rttMs?: number;
   appBytesSent?: number;
   appBytesReceived?: number;
+  /** Source mode: packets this VM salvaged with its own route (RFC 4728 §8.4.2). */
+  salvaged?: number;
 }
 
 export type DeviceToVm =

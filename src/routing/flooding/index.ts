@@ -52,6 +52,11 @@ export interface FloodingInit {
    */
   maxSeen?: number;
   /**
+   * Most origins (destinations) remembered; announcements of further new origins are dropped and counted (`tableFull`).
+   * @default 10000
+   */
+  maxOrigins?: number;
+  /**
    * Probability that a device re-floods an announcement (gossip); 1 is plain flooding. The origin always sends.
    * @default 1
    */
@@ -138,6 +143,7 @@ class Flooding implements RoutingProtocol {
     duplicate: 0,
     hopLimitDropped: 0,
     malformed: 0,
+    tableFull: 0,
     expired: 0,
   };
 
@@ -149,6 +155,7 @@ class Flooding implements RoutingProtocol {
       announceIntervalMs: init.announceIntervalMs ?? 10000,
       hopLimit: init.hopLimit ?? 16,
       maxSeen: init.maxSeen ?? 4096,
+      maxOrigins: init.maxOrigins ?? 10000,
       gossipProbability: init.gossipProbability ?? 1,
       jitter: init.jitter ?? 0.1,
     };
@@ -311,6 +318,10 @@ class Flooding implements RoutingProtocol {
     }
     const hops = a.hops + 1;
     const known = this.table.get(a.origin);
+    if (known === undefined && this.table.size >= this.o.maxOrigins) {
+      this.counters.tableFull++;
+      return [];
+    }
     if (known === undefined || a.seq > known.seq) {
       this.table.set(a.origin, {
         seq: a.seq,
