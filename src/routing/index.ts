@@ -32,3 +32,5 @@ export {
 } from './flooding/index.ts';
 export type { FloodingInit } from './flooding/index.ts';
 export { shortestPaths } from './link-state/spf.ts';
+export { sourceRoute, SourceRouteMessage } from './source-route/index.ts';
+export type { SourceRouteInit } from './source-route/index.ts';

@@ -6,6 +6,7 @@
 import { VmeshError } from '../errors/index.ts';
 import { flooding } from './flooding/index.ts';
 import { linkState } from './link-state/index.ts';
+import { sourceRoute } from './source-route/index.ts';
 import type { ProtocolDescriptor } from './types.ts';
 
 const NAME = /^[a-z][a-z0-9-]{0,31}$/;
@@ -120,6 +121,13 @@ export function builtinProtocols(): ProtocolDescriptor[] {
       id: 2,
       summary: 'controlled flooding: every packet to every neighbour, duplicates suppressed',
       create: flooding(),
+    },
+    {
+      name: 'source-route',
+      id: 5,
+      summary:
+        'DSR-style (RFC 4728): on-demand route discovery, the whole path carried in each packet, salvaging',
+      create: sourceRoute(),
     },
   ];
 }

@@ -134,7 +134,7 @@ export function simulate(spec: SimSpec): SimResult {
     return i;
   };
   for (const e of spec.events ?? []) {
-    if ('a' in e) (dev(e.a), dev(e.b));
+    if ('a' in e) [e.a, e.b].forEach(dev);
     if ('device' in e) dev(e.device);
     if ('group' in e) e.group.forEach(dev);
   }

@@ -1,7 +1,7 @@
 // The vmesh command as a user runs it: help, keygen, config errors, exit codes.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -23,7 +23,7 @@ function vmesh(...args: string[]): { status: number | null; stdout: string; stde
 test('--help lists every command with examples and exit codes', () => {
   const r = vmesh('--help');
   assert.equal(r.status, 0);
-  for (const c of ['demo', 'keygen', 'up', 'status', 'resolve', 'connect'])
+  for (const c of ['demo', 'keygen', 'up', 'status', 'resolve', 'connect', 'sim'])
     assert.match(r.stdout, new RegExp(`\\n  ${c}\\b`));
   assert.match(r.stdout, /Exit codes/);
   assert.match(vmesh('up', '--help').stdout, /Example/);
@@ -52,4 +52,77 @@ test('a bad config exits 2 naming the bad field; a missing daemon exits 1 with i
   assert.match(s.stderr, /VMESH_ERR_DAEMON_UNREACHABLE/);
   const none = vmesh('status');
   assert.equal(none.status, 2);
+});
+
+test('routing.modules: a valid third-party protocol runs in the daemon; an invalid one stops it at start (exit 2)', async () => {
+  const fixtures = fileURLToPath(new URL('../fixtures/protocols/', import.meta.url));
+  const bad = join(dir, 'bad-module.yaml');
+  writeFileSync(
+    bad,
+    `name: M\nrouting:\n  modules: [${join(fixtures, 'bad-missing-method.mjs')}]\n`,
+  );
+  const r = vmesh('up', '--config', bad);
+  assert.equal(r.status, 2);
+  assert.match(
+    r.stderr,
+    /VMESH_ERR_CONFIG: routing module .*bad-missing-method\.mjs: not a valid routing protocol: the instance has no route\(\)/,
+  );
+
+  const good = join(dir, 'good-module.yaml');
+  writeFileSync(
+    good,
+    `name: M\nprotocols: [neighbours-only, link-state]\nlog: { level: warn }\nrouting:\n  modules: [${join(fixtures, 'neighbours-only.mjs')}]\n`,
+  );
+  const child = spawn(process.execPath, ['--import', 'tsx', main, 'up', '--config', good], {
+    env: { ...process.env, VMESH_CONTROL: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  try {
+    let status: { status: number | null; stdout: string } = { status: null, stdout: '' };
+    for (let i = 0; i < 100; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      status = vmesh('status', '--config', good, '--json');
+      if (status.status === 0) break;
+    }
+    assert.equal(status.status, 0);
+    const snapshot = JSON.parse(status.stdout) as { device: { protocols: string[] } };
+    assert.deepEqual(snapshot.device.protocols, ['neighbours-only', 'link-state']);
+  } finally {
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.once('exit', resolve));
+  }
+});
+
+test('sim prints a table per protocol, --json the same figures, --svg a chart; a bad topology exits 2', () => {
+  const svg = join(dir, 'sim.svg');
+  const args = [
+    'sim',
+    '--topology',
+    'ring:6',
+    '--duration',
+    '5',
+    '--protocols',
+    'link-state,flooding',
+  ];
+  const table = vmesh(...args, '--svg', svg);
+  assert.equal(table.status, 0, table.stderr);
+  assert.match(table.stdout, /ring 6: 6 devices, 6 links/);
+  assert.match(table.stdout, /\nlink-state +\d+/);
+  assert.match(table.stdout, /\nflooding +\d+/);
+  assert.match(table.stderr, /simulating flooding \(2\/2\)/);
+  assert.match(readFileSync(svg, 'utf8'), /^<svg /);
+  const json = vmesh(...args, '--json');
+  const result = JSON.parse(json.stdout) as {
+    results: { protocol: string; deliveryRatio: number }[];
+  };
+  assert.deepEqual(
+    result.results.map((r) => r.protocol),
+    ['link-state', 'flooding'],
+  );
+  const bad = vmesh('sim', '--topology', 'torus:5');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /VMESH_ERR_CONFIG: unknown topology "torus:5"/);
+  const unknown = vmesh('sim', '--protocols', 'nope');
+  assert.equal(unknown.status, 1);
+  assert.match(unknown.stderr, /VMESH_ERR_UNKNOWN_PROTOCOL/);
 });

@@ -26,11 +26,21 @@ const D = 'd'.repeat(32);
 const CONN = '0123456789abcdef';
 
 function table(
-  mode: 'unicast' | 'flood',
+  mode: 'unicast' | 'flood' | 'source',
   nextHops: Record<string, string>,
   neighbours: string[],
+  paths?: Record<string, string[]>,
 ): ForwardingTable {
-  return { protocol: 1, version: 1, self: B, mode, avoid: [], neighbours, nextHops };
+  return {
+    protocol: 1,
+    version: 1,
+    self: B,
+    mode,
+    avoid: [],
+    neighbours,
+    nextHops,
+    ...(paths === undefined ? {} : { paths }),
+  };
 }
 
 function relay(fib: ForwardingTable): {
@@ -133,6 +143,55 @@ test('no route onward: an ERROR packet (no route) goes back; an ERROR is never a
   });
   engine.onMessage({ t: 'packets', items: [{ peer: D, bytes: encodePacket(error) }] });
   assert.equal(sent(posted).length, 0);
+});
+
+test('source routing: a relay follows the route in the packet, salvages with its own path, and drops misrouted packets', () => {
+  const E = 'e'.repeat(32);
+  // Route A B C D; C is a live neighbour: the packet goes to C with the index moved on.
+  const { engine, posted } = relay(table('source', {}, [A, C, E], { [D]: [B, E, D] }));
+  const routed = packet({ route: [A, B, C, D], routeIndex: 1 });
+  engine.onMessage({ t: 'packets', items: [{ peer: A, bytes: encodePacket(routed) }] });
+  let out = sent(posted);
+  assert.equal(out[0]?.peer, C);
+  assert.deepEqual(out[0]?.packet.route, [A, B, C, D]);
+  assert.equal(out[0]?.packet.routeIndex, 2);
+  // C is gone: salvaged by B's own path B E D (RFC 4728 §8.4.2).
+  posted.length = 0;
+  engine.onMessage({
+    t: 'fib',
+    fib: { ...table('source', {}, [A, E], { [D]: [B, E, D] }), version: 2 },
+  });
+  engine.onMessage({
+    t: 'packets',
+    items: [{ peer: A, bytes: encodePacket({ ...routed, packetNumber: 8 }) }],
+  });
+  out = sent(posted);
+  assert.equal(out[0]?.peer, E);
+  assert.deepEqual(out[0]?.packet.route, [A, B, E, D]);
+  assert.equal(out[0]?.packet.routeIndex, 2);
+  // A packet whose route says another device holds it is dropped, not forwarded.
+  posted.length = 0;
+  engine.onMessage({
+    t: 'packets',
+    items: [
+      {
+        peer: A,
+        bytes: encodePacket(packet({ route: [A, C, D], routeIndex: 1, packetNumber: 9 })),
+      },
+    ],
+  });
+  assert.equal(sent(posted).length, 0);
+  // No live next hop and no own path: an ERROR goes back along the reversed route.
+  engine.onMessage({ t: 'fib', fib: { ...table('source', {}, [A], {}), version: 3 } });
+  engine.onMessage({
+    t: 'packets',
+    items: [{ peer: A, bytes: encodePacket({ ...routed, packetNumber: 10 }) }],
+  });
+  out = sent(posted);
+  assert.equal(out.length, 1);
+  assert.equal(out[0]?.peer, A);
+  assert.equal(out[0]?.packet.kind, PacketKind.ERROR);
+  assert.deepEqual(out[0]?.packet.route, [B, A]);
 });
 
 test('a flood relay sends to every neighbour but the incoming one and the source, once per packet number', () => {
