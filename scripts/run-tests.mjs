@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs node:test through tsx on every *.test.ts under the given folders
-// (default: test/unit and test/integration; root-only and browser tests live
+// (default: test/unit, test/compliance and test/integration; root-only and browser tests live
 // in test/root and test/browser and are run by .ci/run). Node 20's test
 // runner does not expand globs, so this script lists the files itself.
 import { spawnSync } from 'node:child_process';
@@ -8,7 +8,7 @@ import { readdirSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 const args = process.argv.slice(2);
-const roots = args.length > 0 ? args : ['test/unit', 'test/integration'];
+const roots = args.length > 0 ? args : ['test/unit', 'test/compliance', 'test/integration'];
 const files = [];
 function walk(path) {
   if (!existsSync(path)) return;

@@ -612,7 +612,9 @@ export class Device implements ControlHandler {
         const rank = (p: RoutingProtocol): number => candidates.indexOf(p);
         return pending.some(
           (p) =>
-            rank(p) < rank(pick.protocol) || (used.has(pick.protocol.name) && !used.has(p.name)),
+            rank(p) < rank(pick.protocol) ||
+            (p === pick.protocol && relays.length > 0 && pick.avoid.length === 0) ||
+            (used.has(pick.protocol.name) && !used.has(p.name)),
         );
       };
       if (waitFor()) {

@@ -34,3 +34,7 @@ export type { FloodingInit } from './flooding/index.ts';
 export { shortestPaths } from './link-state/spf.ts';
 export { sourceRoute, SourceRouteMessage } from './source-route/index.ts';
 export type { SourceRouteInit } from './source-route/index.ts';
+export { aodv, AodvMessage } from './aodv/index.ts';
+export type { AodvInit } from './aodv/index.ts';
+export { distanceVector, DistanceVectorMessage } from './distance-vector/index.ts';
+export type { DistanceVectorInit } from './distance-vector/index.ts';

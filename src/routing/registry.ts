@@ -5,6 +5,8 @@
  */
 import { VmeshError } from '../errors/index.ts';
 import { flooding } from './flooding/index.ts';
+import { aodv } from './aodv/index.ts';
+import { distanceVector } from './distance-vector/index.ts';
 import { linkState } from './link-state/index.ts';
 import { sourceRoute } from './source-route/index.ts';
 import type { ProtocolDescriptor } from './types.ts';
@@ -108,6 +110,7 @@ export class ProtocolRegistry {
   }
 }
 
+/** The built-in protocols, in the default order of preference (flooding last: it costs the most per packet). */
 export function builtinProtocols(): ProtocolDescriptor[] {
   return [
     {
@@ -117,10 +120,18 @@ export function builtinProtocols(): ProtocolDescriptor[] {
       create: linkState(),
     },
     {
-      name: 'flooding',
-      id: 2,
-      summary: 'controlled flooding: every packet to every neighbour, duplicates suppressed',
-      create: flooding(),
+      name: 'distance-vector',
+      id: 3,
+      summary:
+        'Babel (RFC 8966): distance vector with sequence numbers and the feasibility condition, loop-free',
+      create: distanceVector(),
+    },
+    {
+      name: 'aodv',
+      id: 4,
+      summary:
+        'AODV (RFC 3561): on-demand discovery with expanding ring search, sequence numbers, RERR, local repair',
+      create: aodv(),
     },
     {
       name: 'source-route',
@@ -128,6 +139,12 @@ export function builtinProtocols(): ProtocolDescriptor[] {
       summary:
         'DSR-style (RFC 4728): on-demand route discovery, the whole path carried in each packet, salvaging',
       create: sourceRoute(),
+    },
+    {
+      name: 'flooding',
+      id: 2,
+      summary: 'controlled flooding: every packet to every neighbour, duplicates suppressed',
+      create: flooding(),
     },
   ];
 }

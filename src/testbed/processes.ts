@@ -86,6 +86,12 @@ export interface DeviceStatus {
   counters: Record<string, number>;
 }
 
+/** Neighbour state meaning "usable both ways", for protocols whose snapshots distinguish it. */
+const TWO_WAY: Record<string, string> = {
+  'link-state': 'symmetric',
+  'distance-vector': 'bidirectional',
+};
+
 /** A free TCP port on 127.0.0.1 (bound then released). */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -197,9 +203,12 @@ export async function startTestbed(
               for (const r of s.routing) {
                 // Reactive protocols (aodv, source-route) find routes on demand: nothing to wait for.
                 if (r.reactive === true) continue;
-                // link-state needs two-way (symmetric) neighbours; the others need to have heard them.
-                const ready = r.protocol === 'link-state' ? ['symmetric'] : ['symmetric', 'heard'];
-                const up = r.neighbours.filter((x) => ready.includes(x.state)).length;
+                // Two-way neighbours where the protocol tells them apart (link-state: symmetric,
+                // distance-vector: bidirectional); the others need to have heard them.
+                const twoWay = TWO_WAY[r.protocol];
+                const ready = (state: string): boolean =>
+                  twoWay === undefined ? state !== 'link-up' : state === twoWay;
+                const up = r.neighbours.filter((x) => ready(x.state)).length;
                 if (up < links) {
                   missing = `${n}: ${r.protocol} has heard ${up} of its ${links} neighbours`;
                   return false;

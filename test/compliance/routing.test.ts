@@ -1,5 +1,5 @@
 // Runs the routing compliance suite (./routing.ts) on every built-in protocol.
-import { flooding, linkState, sourceRoute } from '../../src/routing/index.ts';
+import { aodv, distanceVector, flooding, linkState, sourceRoute } from '../../src/routing/index.ts';
 import { complianceSuite } from './routing.ts';
 
 complianceSuite({
@@ -20,4 +20,15 @@ complianceSuite({
     factory: () => sourceRoute({ maxCachedPaths: 16, maxDiscoveries: 16 }),
     maxRoutes: 64,
   },
+});
+complianceSuite({
+  name: 'aodv',
+  factory: () => aodv(),
+  // The snapshot lists live neighbours as routes too: the cap plus the line's neighbours.
+  storm: { factory: () => aodv({ maxRoutes: 64, maxDiscoveries: 16 }), maxRoutes: 70 },
+});
+complianceSuite({
+  name: 'distance-vector',
+  factory: () => distanceVector(),
+  storm: { factory: () => distanceVector({ maxRoutes: 64, maxSources: 64 }), maxRoutes: 64 },
 });

@@ -76,8 +76,10 @@ test('an invalid module is refused with VMESH_ERR_CONFIG saying why', async () =
 test('link cost: 1 on loopback, grows with RTT and loss, bounded; hysteresis ignores noise', () => {
   assert.equal(linkCost(undefined, 0), 1);
   assert.equal(linkCost(0.2, 0), 1);
-  assert.equal(linkCost(20, 0), 21);
-  assert.equal(linkCost(20, 0.3), Math.round(21 / 0.49));
+  assert.equal(linkCost(9.9, 0), 1);
+  assert.equal(linkCost(20, 0), 3);
+  assert.equal(linkCost(80, 0), 9);
+  assert.equal(linkCost(20, 0.3), Math.round(3 / 0.49));
   assert.equal(linkCost(1e9, 1), 0xffff);
   fc.assert(
     fc.property(

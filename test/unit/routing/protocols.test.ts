@@ -2,13 +2,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { flooding, linkState } from '../../../src/routing/index.ts';
+import { distanceVector, flooding, linkState } from '../../../src/routing/index.ts';
 import type { RoutingProtocolFactory } from '../../../src/routing/index.ts';
 import { TestNet, bfs, topologies } from './harness.ts';
 
 const protocols: [string, () => RoutingProtocolFactory][] = [
   ['link-state', () => linkState()],
   ['flooding', () => flooding()],
+  ['distance-vector', () => distanceVector()],
 ];
 
 function allRoutes(net: TestNet): boolean {
@@ -68,8 +69,8 @@ for (const [name, make] of protocols) {
     net.run(1000);
     const [, B, C, D] = net.ids as [string, string, string, string];
     assert.equal(net.nodes[0]?.route(D)?.nextHop, C);
-    // link-state withdraws at once; flooding forgets after 3 missed announcements (documented).
-    net.run(name === 'link-state' ? 0 : 31000);
+    // link-state and distance-vector withdraw at once; flooding forgets after 3 missed announcements (documented).
+    net.run(name === 'flooding' ? 31000 : 0);
     assert.equal(net.nodes[0]?.route(B), undefined);
   });
 }
