@@ -1,12 +1,2 @@
-// A seeded xorshift32 RNG for deterministic tests.
-export function seeded(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x100000000;
-  };
-}
+// The simulator's seeded RNG, for deterministic tests.
+export { seeded } from '../../src/sim/index.ts';

@@ -3,15 +3,15 @@
 // facts are read from the devices' own records (control API), not from the
 // demo's text.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect } from '../../src/front/index.ts';
-import { echoRoundTrip, startEchoServer, startTestbed, waitFor } from '../../src/testbed/index.ts';
-import type { DeviceStatus, Testbed } from '../../src/testbed/index.ts';
+import { startEchoServer, startTestbed } from '../../src/testbed/index.ts';
+import type { Testbed } from '../../src/testbed/index.ts';
+import { assertClaimFacts, echoBoth } from '../helpers/claim.ts';
 
 let testbed: Testbed;
 let echo: Awaited<ReturnType<typeof startEchoServer>>;
@@ -40,68 +40,15 @@ after(async () => {
   for (const [name, code] of codes ?? []) assert.equal(code, 0, `device ${name} exit code`);
 });
 
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
 test('two connections of one app: separate VMs at every hop, different protocols, distinct relays, bytes intact', async () => {
   const control = testbed.device('A').control;
   const first = await connect({ control, to: 'D', service: 'echo', app: 'claim-test' });
   const second = await connect({ control, to: 'D', service: 'echo', app: 'claim-test' });
-  const payloads = [randomBytes(300_000), randomBytes(300_000)];
-  const echoed = await Promise.all([
-    echoRoundTrip(first, payloads[0] as Buffer),
-    echoRoundTrip(second, payloads[1] as Buffer),
-  ]);
-  assert.equal(sha(echoed[0] as Buffer), sha(payloads[0] as Buffer));
-  assert.equal(sha(echoed[1] as Buffer), sha(payloads[1] as Buffer));
-
-  const ids = [first.info.connection, second.info.connection];
-  const status = new Map<string, DeviceStatus>();
-  await waitFor(
-    async () => {
-      for (const n of ['A', 'B', 'C', 'D']) status.set(n, await testbed.status(n));
-      return ids.every(
-        (id) =>
-          (status.get('A') as DeviceStatus).vconns.find((v) => v.connection === id)
-            ?.forwardPathNames !== undefined,
-      );
-    },
-    5000,
-    'paths to be recorded',
-  );
-  const vmsOf = (device: string, role: string): string[] =>
-    (status.get(device) as DeviceStatus).vms
-      .filter((v) => v.role === role && ids.includes(v.connection))
-      .map((v) => v.connection);
-
-  // (b), (d): a VM per connection on the source device.
-  assert.deepEqual(vmsOf('A', 'source').sort(), [...ids].sort());
-  // (g), (h): one relay VM per connection, on distinct relays.
-  const relayOf = ids.map((id) => ['B', 'C'].filter((r) => vmsOf(r, 'relay').includes(id)));
-  assert.deepEqual(
-    relayOf.map((r) => r.length),
-    [1, 1],
-    `relay VMs: ${JSON.stringify(relayOf)}`,
-  );
-  assert.notEqual(relayOf[0]?.[0], relayOf[1]?.[0]);
-  // A VM per connection on the destination device.
-  assert.deepEqual(vmsOf('D', 'destination').sort(), [...ids].sort());
+  await echoBoth([first, second], 300_000);
+  const vconns = await assertClaimFacts(testbed, [first.info.connection, second.info.connection]);
   // (c), (f), (i): different protocols, recorded with reasons.
-  const vconns = ids.map((id) =>
-    (status.get('A') as DeviceStatus).vconns.find((v) => v.connection === id),
-  );
   assert.notEqual(vconns[0]?.protocol, vconns[1]?.protocol);
   assert.match(vconns[1]?.reason ?? '', /avoiding relays/);
-  // The traced paths agree with where the relay VMs ran.
-  for (const [i, v] of vconns.entries()) {
-    assert.deepEqual(v?.forwardPathNames, [relayOf[i]?.[0], 'D']);
-  }
-  // Every VM of these connections ran in its own worker thread.
-  const threads = ['A', 'B', 'C', 'D'].flatMap((n) =>
-    (status.get(n) as DeviceStatus).vms
-      .filter((v) => ids.includes(v.connection))
-      .map((v) => `${n}:${v.threadId}`),
-  );
-  assert.equal(new Set(threads).size, threads.length);
 });
 
 test('an unknown service and an unknown device are refused with stable codes', async () => {

@@ -5,15 +5,15 @@
 // connection on distinct relays, a destination VM on D, the protocol asked
 // for, and every byte echoed intact.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { connect } from '../../src/front/index.ts';
 import { builtinProtocols } from '../../src/routing/index.ts';
-import { echoRoundTrip, startEchoServer, startTestbed, waitFor } from '../../src/testbed/index.ts';
-import type { DeviceStatus, Testbed } from '../../src/testbed/index.ts';
+import { startEchoServer, startTestbed } from '../../src/testbed/index.ts';
+import type { Testbed } from '../../src/testbed/index.ts';
+import { assertClaimFacts, echoBoth } from '../helpers/claim.ts';
 
 const PROTOCOLS = builtinProtocols().map((d) => d.name);
 
@@ -45,8 +45,6 @@ after(async () => {
   for (const [name, code] of codes ?? []) assert.equal(code, 0, `device ${name} exit code`);
 });
 
-const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
 test('every device runs all five protocols', async () => {
   const s = await testbed.status('A');
   assert.deepEqual(
@@ -71,48 +69,9 @@ for (const [p, q] of pairs) {
     const second = await connect({ control, to: 'D', service: 'echo', app, protocol: q });
     assert.equal(first.info.protocol, p);
     assert.equal(second.info.protocol, q);
-    const payloads = [randomBytes(100_000), randomBytes(100_000)];
-    const echoed = await Promise.all([
-      echoRoundTrip(first, payloads[0] as Buffer),
-      echoRoundTrip(second, payloads[1] as Buffer),
-    ]);
-    assert.equal(sha(echoed[0] as Buffer), sha(payloads[0] as Buffer), `${p} bytes`);
-    assert.equal(sha(echoed[1] as Buffer), sha(payloads[1] as Buffer), `${q} bytes`);
-
-    const ids = [first.info.connection, second.info.connection];
-    const status = new Map<string, DeviceStatus>();
-    await waitFor(
-      async () => {
-        for (const n of ['A', 'B', 'C', 'D']) status.set(n, await testbed.status(n));
-        return ids.every(
-          (id) =>
-            (status.get('A') as DeviceStatus).vconns.find((v) => v.connection === id)
-              ?.forwardPathNames !== undefined,
-        );
-      },
-      5000,
-      'paths to be recorded',
-    );
-    const vmsOf = (device: string, role: string): string[] =>
-      (status.get(device) as DeviceStatus).vms
-        .filter((v) => v.role === role && ids.includes(v.connection))
-        .map((v) => v.connection);
-    assert.deepEqual(vmsOf('A', 'source').sort(), [...ids].sort());
-    assert.deepEqual(vmsOf('D', 'destination').sort(), [...ids].sort());
-    const relayOf = ids.map((id) => ['B', 'C'].filter((r) => vmsOf(r, 'relay').includes(id)));
-    assert.deepEqual(
-      relayOf.map((r) => r.length),
-      [1, 1],
-      `relay VMs: ${JSON.stringify(relayOf)}`,
-    );
-    assert.notEqual(relayOf[0]?.[0], relayOf[1]?.[0]);
-    const vconns = ids.map((id) =>
-      (status.get('A') as DeviceStatus).vconns.find((v) => v.connection === id),
-    );
-    for (const [i, v] of vconns.entries()) {
-      assert.equal(v?.protocol, [p, q][i]);
-      assert.deepEqual(v?.forwardPathNames, [relayOf[i]?.[0], 'D']);
-    }
+    await echoBoth([first, second], 100_000);
+    const vconns = await assertClaimFacts(testbed, [first.info.connection, second.info.connection]);
+    vconns.forEach((v, i) => assert.equal(v.protocol, [p, q][i]));
     assert.match(vconns[1]?.reason ?? '', /avoiding relays/);
   });
 }

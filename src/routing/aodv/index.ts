@@ -821,18 +821,7 @@ class Aodv implements RoutingProtocol {
       this.counters.rreqTtlExpired++;
       return true;
     }
-    if (m.avoid.length > this.o.maxAvoid) {
-      this.counters.avoidTooLarge++;
-      return true;
-    }
-    const avoid = new Set(m.avoid);
-    if (
-      (avoid.has(this.self) && this.self !== m.destination) ||
-      (avoid.has(from) && from !== m.originator)
-    ) {
-      this.counters.avoided++;
-      return true;
-    }
+    if (this.refusedByAvoid(from, m)) return true;
     // §6.5 duplicate suppression; vmesh also takes a later copy that came over fewer hops
     // (queueing can delay the shortest path), so that discovered routes are shortest-hop.
     const seenHops = this.seenHops(m.originator, m.rreqId, now);
@@ -937,6 +926,7 @@ class Aodv implements RoutingProtocol {
     if (m.record !== undefined) next.record = [...m.record, this.self];
     const message = { type: AodvMessage.RREQ, body: encodeRreq(next) };
     const skip = new Set(m.record ?? [m.originator]);
+    const avoid = new Set(m.avoid);
     for (const n of this.neighbours.keys()) {
       if (n === from || skip.has(n) || (avoid.has(n) && n !== m.destination)) continue;
       this.out.push({ type: 'send', to: n, message });
@@ -1067,10 +1057,15 @@ class Aodv implements RoutingProtocol {
     this.out.push({ type: 'send', to: e.nextHop, message: { type: AodvMessage.KEEPALIVE, body } });
   }
 
-  private onKeepalive(from: DeviceId, m: Keepalive, now: number): boolean {
-    this.counters.keepaliveReceived++;
-    if (m.destination === m.originator || !sortedStrictly(m.avoid)) return false;
-    if (m.hopCount + 1 >= this.o.netDiameter) return true;
+  /**
+   * A request-like message (RREQ, KEEPALIVE) whose avoid-set is too large, or
+   * names this device (unless it is the destination) or the neighbour it came
+   * from (unless that is the originator), goes no further; counted.
+   */
+  private refusedByAvoid(
+    from: DeviceId,
+    m: { avoid: DeviceId[]; destination: DeviceId; originator: DeviceId },
+  ): boolean {
     if (m.avoid.length > this.o.maxAvoid) {
       this.counters.avoidTooLarge++;
       return true;
@@ -1083,6 +1078,14 @@ class Aodv implements RoutingProtocol {
       this.counters.avoided++;
       return true;
     }
+    return false;
+  }
+
+  private onKeepalive(from: DeviceId, m: Keepalive, now: number): boolean {
+    this.counters.keepaliveReceived++;
+    if (m.destination === m.originator || !sortedStrictly(m.avoid)) return false;
+    if (m.hopCount + 1 >= this.o.netDiameter) return true;
+    if (this.refusedByAvoid(from, m)) return true;
     const key = m.avoid.join(',');
     const reverse = this.get(m.originator, key);
     if (reverse !== undefined && reverse.nextHop === from && this.active(reverse, now))
