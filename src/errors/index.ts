@@ -104,6 +104,37 @@ export const ERRORS = {
     wire: 24,
     summary: 'A packet named a connection this device has no VM for and could not open.',
   },
+  VMESH_ERR_CERT_INVALID: {
+    wire: 25,
+    summary:
+      "A certificate is malformed, not signed by this network's CA, or does not match the keys presented with it.",
+  },
+  VMESH_ERR_CERT_EXPIRED: {
+    wire: 26,
+    summary: 'A certificate is outside its validity period.',
+  },
+  VMESH_ERR_CERT_REVOKED: {
+    wire: 27,
+    summary: "A certificate is on the network's revocation list.",
+  },
+  VMESH_ERR_NOT_ADMITTED: {
+    wire: 28,
+    summary:
+      'The device is not admitted to this network (no valid certificate, or not allowed the role it needs, such as relaying).',
+  },
+  VMESH_ERR_AUTH_FAILED: {
+    wire: 29,
+    summary:
+      'A sealed message failed authentication (tampered, forged or misrouted); it was dropped, counted and quarantined.',
+  },
+  VMESH_ERR_REPLAY: {
+    wire: 30,
+    summary: 'A sealed message was a replay of one already received; it was dropped and counted.',
+  },
+  VMESH_ERR_ACCESS_DENIED: {
+    wire: 31,
+    summary: "The service's access list does not allow the connecting device.",
+  },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
