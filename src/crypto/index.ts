@@ -1,4 +1,4 @@
-/** Identity keys and device ids (certificates and Noise come with the security issue). The only door of src/crypto/. */
+/** Identity keys, device ids, claim signatures, certificates and Noise. The only door of src/crypto/. */
 export {
   deriveDeviceId,
   generateIdentity,
@@ -7,3 +7,5 @@ export {
   writeIdentityFile,
 } from './identity.ts';
 export type { Identity } from './identity.ts';
+export { ed25519PublicKey, identitySigner } from './signer.ts';
+export type { ClaimSigner } from './signer.ts';

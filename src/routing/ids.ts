@@ -29,6 +29,14 @@ export class Reader {
     return v;
   }
 
+  /** `n` bytes (copied). */
+  bytes(n: number): Uint8Array {
+    this.need(n);
+    const v = Uint8Array.from(this.buf.subarray(this.pos, this.pos + n));
+    this.pos += n;
+    return v;
+  }
+
   id(): DeviceId {
     this.need(DEVICE_ID_BYTES);
     const v = readHexId(this.buf, this.pos, DEVICE_ID_BYTES);

@@ -10,6 +10,7 @@
  * built by `forwardingTable(avoid)` and pushed by the device when routes change.
  */
 import type { DeviceId } from '../wire/ids.ts';
+import type { RoutingSigner } from './signing.ts';
 
 /** A protocol control message (the device wraps it in a control envelope). */
 export interface ProtocolMessage {
@@ -38,6 +39,11 @@ export interface RoutingComponents {
   self: DeviceId;
   /** Uniform random in [0, 1); seeded in the simulator and tests. */
   random: () => number;
+  /**
+   * Signs this device's claims and checks others' (src/routing/signing.ts).
+   * Absent: `nullSigner` (no signatures; the simulator and unit tests).
+   */
+  signer?: RoutingSigner;
 }
 
 /** How VMs forward with a protocol's table. */

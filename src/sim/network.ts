@@ -16,6 +16,7 @@ import { VmeshError } from '../errors/index.ts';
 import type {
   ProtocolMessage,
   RoutingAction,
+  RoutingSigner,
   RoutingProtocol,
   RoutingProtocolFactory,
 } from '../routing/index.ts';
@@ -79,6 +80,11 @@ export interface SimOptions {
    * @default 100000
    */
   maxStepsPerInstant?: number;
+  /**
+   * Real identities for the devices (id and signer each), for runs with signed
+   * routing claims; default: ids from `simId` and no signatures.
+   */
+  identities?: { id: DeviceId; signer: RoutingSigner }[];
 }
 
 /** Hooks for observers (metrics, the compliance suite). */
@@ -112,6 +118,7 @@ export class SimNetwork {
   private readonly maxSteps: number;
   private readonly observers: SimObserver[] = [];
   private readonly index = new Map<DeviceId, number>();
+  private readonly identities: { id: DeviceId; signer: RoutingSigner }[] | undefined;
   /** Drop hook: messages for which it returns true are lost (tests). */
   drop: ((from: number, to: number, message: ProtocolMessage) => boolean) | undefined;
 
@@ -126,7 +133,13 @@ export class SimNetwork {
     this.dataRandom = fork(this.random);
     this.defaults = { ...DEFAULT_LINK, ...opts.link };
     this.maxSteps = opts.maxStepsPerInstant ?? 100000;
-    this.ids = Array.from({ length: this.size }, (_, i) => simId(i));
+    if (opts.identities !== undefined && opts.identities.length !== this.size)
+      throw new VmeshError(
+        'VMESH_ERR_CONFIG',
+        `${opts.identities.length} identities for ${this.size} devices`,
+      );
+    this.identities = opts.identities;
+    this.ids = Array.from({ length: this.size }, (_, i) => opts.identities?.[i]?.id ?? simId(i));
     this.ids.forEach((id, i) => this.index.set(id, i));
     this.names = topology.names.slice();
     this.stats = this.ids.map(() => ({
@@ -170,7 +183,12 @@ export class SimNetwork {
   }
 
   private boot(i: number): void {
-    const node = this.factory({ self: this.ids[i] as DeviceId, random: fork(this.random) });
+    const signer = this.identities?.[i]?.signer;
+    const node = this.factory({
+      self: this.ids[i] as DeviceId,
+      random: fork(this.random),
+      ...(signer === undefined ? {} : { signer }),
+    });
     this.nodes[i] = node;
     this.apply(i, node.start(this.now));
   }
