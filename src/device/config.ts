@@ -53,6 +53,24 @@ export const configSchema = z
     policy: z.enum(['diverse', 'first']).default('diverse'),
     /** Services this device exposes: name -> local TCP "host:port". */
     expose: z.record(name, hostPort).default({}),
+    /**
+     * Who may reach which service: service name -> device names or ids ("*":
+     * everyone). A service without an entry is open to every admitted device.
+     */
+    acl: z.record(name, z.array(z.string().min(1)).min(1)).default({}),
+    /** Admission to the network (docs/security.md). */
+    security: z
+      .object({
+        /** The network's trust file (its CA public key), from `vmesh ca init`. */
+        trust: z.string().min(1),
+        /** This device's certificate, from `vmesh ca sign`. */
+        certificate: z.string().min(1),
+        /** The network's revocation list, from `vmesh ca revoke`; re-read when it changes. */
+        revocations: z.string().min(1).optional(),
+        /** Frames per key per direction before a link rekeys. */
+        rekeyAfterFrames: positiveInt.default(1 << 20),
+      })
+      .strict(),
     routing: z
       .object({
         /** Third-party routing protocol modules (paths, relative to the config file). */
@@ -143,6 +161,12 @@ export function validateConfig(raw: unknown, baseDir: string, source = 'config')
     identity: c.identity === undefined ? resolve(stateDir, 'identity.json') : abs(c.identity),
     control: c.control === undefined ? resolve(stateDir, 'control.sock') : abs(c.control),
     routing: { ...c.routing, modules: c.routing.modules.map(abs) },
+    security: {
+      ...c.security,
+      trust: abs(c.security.trust),
+      certificate: abs(c.security.certificate),
+      ...(c.security.revocations === undefined ? {} : { revocations: abs(c.security.revocations) }),
+    },
   };
 }
 

@@ -10,14 +10,22 @@
  * `connect()` via policy.ts; spawn-or-drop for unknown connections in
  * switch.ts; protocol timers are driven from `schedule()` (earliest deadline).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { ControlServer } from '../control/index.ts';
 import type { ConnectRequest, ConnectionInfo, ControlHandler } from '../control/index.ts';
-import { loadOrCreateIdentity } from '../crypto/index.ts';
-import type { Identity } from '../crypto/index.ts';
+import {
+  identitySigner,
+  loadOrCreateIdentity,
+  newerRevocationList,
+  readCertificateFile,
+  readRevocationListFile,
+  readTrustFile,
+  verifyCertificate,
+} from '../crypto/index.ts';
+import type { Certificate, Identity, RevocationList, Trust } from '../crypto/index.ts';
 import { VmeshError, toVmeshError } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
 import { LinkManager, tcpTransport } from '../link/index.ts';
@@ -33,7 +41,15 @@ import {
 } from '../routing/index.ts';
 import type { ForwardingTable, RoutingAction, RoutingProtocol } from '../routing/index.ts';
 import { DEFAULT_VM_OPTIONS, Hypervisor } from '../vm/index.ts';
-import type { VmHandle, VmOptions, VmRecord, VmRole, VmToDevice } from '../vm/index.ts';
+import type {
+  E2eSpec,
+  QuarantineItem,
+  VmHandle,
+  VmOptions,
+  VmRecord,
+  VmRole,
+  VmToDevice,
+} from '../vm/index.ts';
 import { FrameType, decodeControl, encodeControl } from '../wire/index.ts';
 import type { ConnectionId, DeviceId } from '../wire/index.ts';
 import { AppSession } from './app-session.ts';
@@ -65,6 +81,9 @@ export interface VconnRecord {
   bytesSent: number;
   bytesReceived: number;
 }
+
+/** Quarantined packets kept for inspection. */
+const MAX_QUARANTINE = 64;
 
 export interface DeviceOptions {
   config: DeviceConfig;
@@ -129,6 +148,8 @@ export class Device implements ControlHandler {
   async start(): Promise<void> {
     mkdirSync(this.config.stateDir, { recursive: true, mode: 0o700 });
     this.identity = loadOrCreateIdentity(this.config.identity);
+    this.loadCredentials();
+    const signer = identitySigner(this.identity);
     for (const file of this.config.routing.modules) {
       for (const d of await loadProtocolModule(file, this.config.stateDir)) {
         this.registry.register(d);
@@ -138,10 +159,22 @@ export class Device implements ControlHandler {
     const names = this.config.protocols ?? this.registry.names();
     for (const name of names) {
       const d = this.registry.get(name);
-      const p = d.create({ self: this.id, random: Math.random });
+      const p = d.create({ self: this.id, random: Math.random, signer });
       this.protocols.set(p.id, p);
     }
-    this.directory = new Directory(this.id, this.config.name);
+    this.directory = new Directory({
+      certificate: this.certificate.raw,
+      verify: (bytes) => {
+        const c = this.verifyPeer(bytes);
+        return {
+          device: c.deviceId,
+          name: c.name,
+          agreementPublic: c.agreementPublic,
+          relay: c.roles.includes('relay'),
+        };
+      },
+      signer,
+    });
     this.switch = new Switch({
       self: this.id,
       counters: this.counters,
@@ -151,8 +184,13 @@ export class Device implements ControlHandler {
       spawn: (role, packet) => this.spawnForPacket(role, packet),
     });
     this.links = new LinkManager({
-      identity: this.identity,
-      name: this.config.name,
+      credentials: {
+        identity: this.identity,
+        certificate: this.certificate.raw,
+        trust: this.trust,
+        revocations: () => this.revocations,
+      },
+      rekeyAfterFrames: this.config.security.rekeyAfterFrames,
       transport: this.transport,
       listen: this.config.listen,
       neighbours: this.config.neighbours,
@@ -198,6 +236,81 @@ export class Device implements ControlHandler {
 
   get listenAddress(): string | undefined {
     return this.links.listenAddress;
+  }
+
+  // ---- admission ---------------------------------------------------------------------------
+
+  private trust!: Trust;
+  private certificate!: Certificate;
+  private revocations: RevocationList | undefined;
+  private revocationsMtime = 0;
+  /** Packets VMs refused after end-to-end checks (newest last, bounded). */
+  private readonly quarantine: (QuarantineItem & { connection: ConnectionId; at: string })[] = [];
+
+  /**
+   * Reads the trust file, this device's certificate and the revocation list;
+   * refuses to start (VMESH_ERR_CONFIG / CERT_*) unless the certificate is
+   * this network's, valid now, not revoked, issued for this device's keys and
+   * for its configured name.
+   */
+  private loadCredentials(): void {
+    const s = this.config.security;
+    this.trust = readTrustFile(s.trust);
+    this.reloadRevocations();
+    const cert = readCertificateFile(s.certificate);
+    const checked = verifyCertificate(cert, this.trust, {
+      now: Date.now(),
+      keys: { signingPublic: this.identity.signingPublic, agreementPublic: this.identity.agreementPublic },
+      ...(this.revocations === undefined ? {} : { revocations: this.revocations }),
+    });
+    if (checked.name !== this.config.name) {
+      throw new VmeshError(
+        'VMESH_ERR_CONFIG',
+        `certificate ${s.certificate} is for "${checked.name}", but this device is configured as "${this.config.name}"`,
+      );
+    }
+    this.certificate = checked;
+  }
+
+  /** Re-reads the revocation list when its file changed; a newer list replaces the older. */
+  private reloadRevocations(): void {
+    const file = this.config.security.revocations;
+    if (file === undefined) return;
+    let mtime: number;
+    try {
+      mtime = statSync(file).mtimeMs;
+    } catch {
+      return;
+    }
+    if (mtime === this.revocationsMtime) return;
+    this.revocationsMtime = mtime;
+    try {
+      const list = readRevocationListFile(file, this.trust);
+      const before = this.revocations;
+      this.revocations = newerRevocationList(before, list);
+      if (this.revocations !== before) {
+        this.logger.info({ revoked: this.revocations.serials.length }, 'revocation list loaded');
+        // Links to devices that are now revoked end at once.
+        for (const link of this.links?.links() ?? []) {
+          const serial = this.links.peerOf(link.remote)?.certificate.serial;
+          if (serial !== undefined && this.revocations.has(serial)) {
+            this.counters.inc('link.refused', { code: 'VMESH_ERR_CERT_REVOKED' });
+            link.close('revoked');
+          }
+        }
+      }
+    } catch (err) {
+      if (this.revocations === undefined) throw err;
+      this.logger.warn({ err: toVmeshError(err).message }, 'revocation list not reloaded');
+    }
+  }
+
+  /** Checks another device's certificate now (network, validity, revocation). */
+  private verifyPeer(bytes: Uint8Array): Certificate {
+    return verifyCertificate(bytes, this.trust, {
+      now: Date.now(),
+      ...(this.revocations === undefined ? {} : { revocations: this.revocations }),
+    });
   }
 
   // ---- control plane ----------------------------------------------------------------------
@@ -279,6 +392,7 @@ export class Device implements ControlHandler {
    */
   private refresh(): void {
     if (this.stopping) return;
+    this.reloadRevocations();
     const now = performance.now();
     for (const link of this.links.links()) {
       const was = this.reportedCost.get(link.remote);
@@ -397,6 +511,12 @@ export class Device implements ControlHandler {
         `protocol ${packet.protocol} is not enabled here`,
       );
     }
+    if (role === 'relay' && !this.certificate.roles.includes('relay')) {
+      throw new VmeshError(
+        'VMESH_ERR_NOT_ADMITTED',
+        `device "${this.config.name}" is not certified to relay (its certificate lacks the relay role)`,
+      );
+    }
     return this.spawnVm(
       role,
       protocol,
@@ -435,7 +555,8 @@ export class Device implements ControlHandler {
           fib,
           options: this.vmOptions,
           ...(open === undefined ? {} : { open }),
-          ...(role === 'destination' ? { services: this.config.expose } : {}),
+          ...(role === 'destination' ? { services: this.config.expose, acl: this.config.acl } : {}),
+          ...(role === 'relay' ? {} : { e2e: this.e2eSpec(role, destination) }),
         },
         {
           onMessage: (msg, vm) => this.onVmMessage(vm, msg),
@@ -462,6 +583,30 @@ export class Device implements ControlHandler {
       'vm spawned',
     );
     return handle;
+  }
+
+  /** Keys and trust for a source or destination VM's end-to-end session. */
+  private e2eSpec(role: VmRole, destination: DeviceId): E2eSpec {
+    const spec: E2eSpec = {
+      staticKey: {
+        publicKey: this.identity.agreementPublic,
+        privateKey: this.identity.agreementPrivate,
+      },
+      certificate: this.certificate.raw,
+      trust: this.trust,
+      ...(this.revocations === undefined ? {} : { revocations: this.revocations.raw }),
+    };
+    if (role === 'source') {
+      const entry = this.directory.get(destination);
+      if (entry === undefined) {
+        throw new VmeshError(
+          'VMESH_ERR_UNKNOWN_DEVICE',
+          `no certificate of ${destination.slice(0, 8)} is known here`,
+        );
+      }
+      spec.remoteStatic = entry.agreementPublic;
+    }
+    return spec;
   }
 
   private onVmMessage(vm: VmHandle, msg: VmToDevice): void {
@@ -504,6 +649,17 @@ export class Device implements ControlHandler {
       case 'log':
         this.logger[msg.level]({ vm: vm.record.vmId, ...msg.fields }, msg.msg);
         break;
+      case 'quarantine': {
+        const { t: _t, ...item } = msg;
+        this.quarantine.push({ ...item, connection, at: new Date().toISOString() });
+        if (this.quarantine.length > MAX_QUARANTINE) this.quarantine.shift();
+        this.counters.inc('vconn.quarantined', { reason: msg.reason });
+        this.logger.warn(
+          { connection, reason: msg.reason, packetNumber: msg.packetNumber, from: msg.source },
+          'packet quarantined',
+        );
+        break;
+      }
       case 'ready':
       case 'done':
         break;
@@ -765,6 +921,14 @@ export class Device implements ControlHandler {
         avoidNames: v.avoid.map(nameOf),
         forwardPathNames: v.forwardPath?.map(nameOf),
         returnPathNames: v.returnPath?.map(nameOf),
+      })),
+      quarantine: this.quarantine.map((q) => ({
+        at: q.at,
+        connection: q.connection,
+        reason: q.reason,
+        packetNumber: q.packetNumber,
+        source: q.source,
+        bytesHex: Buffer.from(q.bytes).toString('hex'),
       })),
       counters: this.counters.snapshot(),
     };

@@ -3,9 +3,10 @@
  *
  * Decision (claim 1 (g), (h)): a packet of a connection that has a VM here
  * goes to that VM; a packet of an unknown connection spawns a relay VM (any
- * packet, when this device is not the destination) or a destination VM (SYN
- * packets addressed to this device). Everything else is dropped and counted
- * by reason, and — for DATA packets — answered with an ERROR packet back to
+ * DATA or HANDSHAKE packet, when this device is not the destination) or a
+ * destination VM (the vconn's first end-to-end HANDSHAKE packet, flagged SYN,
+ * addressed to this device). Everything else is dropped and counted
+ * by reason, and — for DATA and HANDSHAKE packets — answered with an ERROR packet back to
  * the neighbour it came from, so the source learns why (never an ERROR about
  * an ERROR). Malformed frames are dropped and counted; the link carries on.
  */
@@ -52,12 +53,13 @@ export class Switch {
     counters.inc('switch.received');
     let vm = this.deps.vms.get(packet.connection);
     if (vm === undefined || !vm.alive) {
-      if (packet.kind !== PacketKind.DATA) {
+      if (packet.kind === PacketKind.ERROR) {
         counters.inc('switch.dropped', { reason: 'error-for-unknown-connection' });
         return;
       }
       const toMe = packet.destination === this.deps.self;
-      if (toMe && (packet.flags & PacketFlag.SYN) === 0) {
+      // A destination VM starts only with the vconn's end-to-end handshake.
+      if (toMe && (packet.kind !== PacketKind.HANDSHAKE || (packet.flags & PacketFlag.SYN) === 0)) {
         this.refuse(
           from,
           packet,

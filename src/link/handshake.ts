@@ -1,54 +1,125 @@
 /**
- * The link handshake step.
+ * The link handshake: Noise_XX_25519_ChaChaPoly_BLAKE2s (prologue
+ * "vmesh-link/1"), each side's static key being its device's X25519 key and
+ * its certificate travelling, encrypted, in the handshake payloads:
  *
- * Placeholder: no authentication yet. Issue 'Only admitted devices link'
- * replaces this step with Noise XX + certificates; nothing else in the link
- * layer needs to change. Today each side sends a HELLO frame (device id,
- * public keys, name) and checks the peer's: the version, that the claimed id
- * is the one derived from the claimed keys, and that it is not our own id.
- * Anyone can claim any keys — that is exactly what the next issue fixes.
+ *   initiator -> responder   e
+ *   responder -> initiator   e, ee, s, es   + responder's certificate
+ *   initiator -> responder   s, se          + initiator's certificate
+ *
+ * Each side checks the other's certificate before it sends anything else:
+ * signed by this network's CA, within its validity, not revoked, and issued
+ * for exactly the static key that the peer just proved it holds (so a stolen
+ * certificate without its private key is useless). The device id comes from
+ * the certificate's keys. Any failure throws a VmeshError whose code says
+ * why (VMESH_ERR_CERT_INVALID / _EXPIRED / _REVOKED, VMESH_ERR_HANDSHAKE), and
+ * the peer never sees a routing message.
  */
-import { deriveDeviceId } from '../crypto/index.ts';
-import type { Identity } from '../crypto/index.ts';
+import { Handshake, verifyCertificate } from '../crypto/index.ts';
+import type { Certificate, CipherState, Identity, RevocationList, Trust } from '../crypto/index.ts';
 import { VmeshError } from '../errors/index.ts';
-import { decodeHello, encodeHello } from '../wire/index.ts';
-import type { Hello } from '../wire/index.ts';
+import type { DeviceId } from '../wire/index.ts';
 
-/** Our first handshake message. */
-export function helloFor(identity: Identity, name: string): Buffer {
-  return encodeHello({
-    device: identity.deviceId,
-    signingKey: identity.signingPublic,
-    agreementKey: identity.agreementPublic,
-    name,
-  });
+const PROLOGUE = Buffer.from('vmesh-link/1');
+
+/** What a device presents and checks on its links. */
+export interface LinkCredentials {
+  identity: Identity;
+  /** This device's certificate (encoded). */
+  certificate: Uint8Array;
+  trust: Trust;
+  /** The newest revocation list the device holds, if any. */
+  revocations: () => RevocationList | undefined;
+  /** Wall clock for certificate validity (ms since the epoch). */
+  now?: () => number;
 }
 
-/** Checks the peer's handshake message; throws VMESH_ERR_HANDSHAKE (or the decoder's code). */
-export function verifyHello(body: Uint8Array, self: Identity): Hello {
-  let hello: Hello;
-  try {
-    hello = decodeHello(body);
-  } catch (err) {
-    const e = err as VmeshError;
-    throw new VmeshError(
-      e.code === 'VMESH_ERR_UNSUPPORTED_VERSION'
-        ? 'VMESH_ERR_UNSUPPORTED_VERSION'
-        : 'VMESH_ERR_HANDSHAKE',
-      `bad hello: ${e.message}`,
-    );
+/** The authenticated peer. */
+export interface LinkPeer {
+  device: DeviceId;
+  name: string;
+  certificate: Certificate;
+}
+
+export type HandshakeStep =
+  | { reply?: Uint8Array; done?: undefined }
+  | {
+      reply?: Uint8Array;
+      done: { peer: LinkPeer; send: CipherState; receive: CipherState };
+    };
+
+export class LinkHandshake {
+  private readonly noise: Handshake;
+  private readonly initiator: boolean;
+  private step = 0;
+
+  constructor(
+    private readonly creds: LinkCredentials,
+    initiator: boolean,
+  ) {
+    this.initiator = initiator;
+    this.noise = new Handshake({
+      pattern: 'XX',
+      initiator,
+      prologue: PROLOGUE,
+      staticKeyPair: {
+        publicKey: creds.identity.agreementPublic,
+        privateKey: creds.identity.agreementPrivate,
+      },
+    });
   }
-  if (deriveDeviceId(hello.signingKey, hello.agreementKey) !== hello.device) {
-    throw new VmeshError(
-      'VMESH_ERR_HANDSHAKE',
-      'peer claims a device id that does not match its keys',
-    );
+
+  /** The initiator's first message (undefined for the responder). */
+  start(): Uint8Array | undefined {
+    if (!this.initiator) return undefined;
+    this.step = 1;
+    return this.noise.writeMessage();
   }
-  if (hello.device === self.deviceId) {
-    throw new VmeshError(
-      'VMESH_ERR_HANDSHAKE',
-      'peer claims to be this device (a link to itself?)',
-    );
+
+  /** Takes the peer's next handshake message; returns what to send and, at the end, the peer. */
+  receive(message: Uint8Array): HandshakeStep {
+    if (this.initiator) {
+      if (this.step !== 1) throw unexpected();
+      const payload = this.noise.readMessage(message);
+      const peer = this.check(payload);
+      const reply = this.noise.writeMessage(this.creds.certificate);
+      this.step = 2;
+      return { reply, done: { peer, ...this.noise.split() } };
+    }
+    if (this.step === 0) {
+      this.noise.readMessage(message);
+      this.step = 1;
+      return { reply: this.noise.writeMessage(this.creds.certificate) };
+    }
+    if (this.step !== 1) throw unexpected();
+    const payload = this.noise.readMessage(message);
+    const peer = this.check(payload);
+    this.step = 2;
+    return { done: { peer, ...this.noise.split() } };
   }
-  return hello;
+
+  private check(certificate: Uint8Array): LinkPeer {
+    const remoteStatic = this.noise.remoteStaticKey;
+    if (remoteStatic === undefined)
+      throw new VmeshError('VMESH_ERR_HANDSHAKE', 'peer sent no static key');
+    const revocations = this.creds.revocations();
+    const cert = verifyCertificate(certificate, this.creds.trust, {
+      now: (this.creds.now ?? Date.now)(),
+      ...(revocations === undefined ? {} : { revocations }),
+    });
+    if (Buffer.compare(Buffer.from(cert.agreementPublic), Buffer.from(remoteStatic)) !== 0) {
+      throw new VmeshError(
+        'VMESH_ERR_CERT_INVALID',
+        `certificate of "${cert.name}" was not issued for the key the peer holds (a stolen or mismatched certificate)`,
+      );
+    }
+    if (cert.deviceId === this.creds.identity.deviceId) {
+      throw new VmeshError('VMESH_ERR_HANDSHAKE', 'peer is this device (a link to itself?)');
+    }
+    return { device: cert.deviceId, name: cert.name, certificate: cert };
+  }
+}
+
+function unexpected(): VmeshError {
+  return new VmeshError('VMESH_ERR_HANDSHAKE', 'unexpected handshake message');
 }

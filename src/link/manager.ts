@@ -10,18 +10,19 @@
  * 'duplicate' (no extra message needed: both compute the same answer).
  */
 import type { Duplex } from 'node:stream';
-import type { Identity } from '../crypto/index.ts';
 import { toVmeshError } from '../errors/index.ts';
 import type { Counters, Logger } from '../observe/index.ts';
 import type { DeviceId } from '../wire/index.ts';
+import type { LinkCredentials, LinkPeer } from './handshake.ts';
 import { LinkSession } from './session.ts';
 import { DEFAULT_LINK_OPTIONS } from './types.ts';
 import type { Link, LinkOptions, Listener, Transport } from './types.ts';
 
 export interface LinkManagerInit {
-  identity: Identity;
-  /** This device's name, sent in the handshake. */
-  name: string;
+  /** What this device presents and checks in every link handshake. */
+  credentials: LinkCredentials;
+  /** Frames per key per direction before a link rekeys (default 2^20). */
+  rekeyAfterFrames?: number;
   transport: Transport;
   /** Address to listen on; no listener if absent. */
   listen?: string | undefined;
@@ -107,6 +108,11 @@ export class LinkManager {
     return this.active.get(device);
   }
 
+  /** The authenticated peer (its certificate) of the link to `device`. */
+  peerOf(device: DeviceId): LinkPeer | undefined {
+    return this.active.get(device)?.remotePeer;
+  }
+
   private accept(stream: Duplex): void {
     if (!this.running) {
       stream.destroy();
@@ -157,15 +163,19 @@ export class LinkManager {
   private async handshake(session: LinkSession): Promise<DeviceId> {
     this.pending.add(session);
     try {
-      const hello = await session.handshake(this.init.identity, this.init.name);
+      const peer: LinkPeer = await session.handshake(
+        this.init.credentials,
+        this.init.rekeyAfterFrames,
+      );
       this.register(session);
-      return hello.device;
+      return peer.device;
     } catch (err) {
       const e = toVmeshError(err, 'VMESH_ERR_HANDSHAKE');
-      this.init.counters.inc('link.handshake.failed', { code: e.code });
+      // Refused devices are counted by reason and logged; they never saw a routing message.
+      this.init.counters.inc('link.refused', { code: e.code });
       this.init.logger.warn(
-        { direction: session.direction, err: e.message },
-        'link handshake failed',
+        { direction: session.direction, code: e.code, err: e.message },
+        'link refused',
       );
       throw e;
     } finally {

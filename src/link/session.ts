@@ -1,8 +1,10 @@
 /**
- * LinkSession: a Duplex byte stream turned into a `Link`.
+ * LinkSession: a Duplex byte stream turned into an authenticated, encrypted `Link`.
  *
- * States: handshaking (only a HELLO frame is accepted, within
- * handshakeTimeoutMs) -> established (frames flow; PING answered with PONG,
+ * States: handshaking (only HELLO frames carrying Noise XX messages are
+ * accepted, within handshakeTimeoutMs; handshake.ts checks certificates) ->
+ * established (every frame sealed by SecureChannel; an unsealed or
+ * unauthentic frame is dropped or closes the link; PING answered with PONG,
  * PONG updates the RTT; other frames go to onFrame listeners) -> closed.
  * Keepalive: a PING every keepaliveIntervalMs; nothing received for
  * deadAfterMs closes the link as 'dead'. A framing error (length 0 or over
@@ -11,12 +13,13 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import type { Identity } from '../crypto/index.ts';
-import { VmeshError } from '../errors/index.ts';
+import { VmeshError, toVmeshError } from '../errors/index.ts';
 import type { Counters } from '../observe/index.ts';
 import { FrameDecoder, FrameType, decodePing, encodeFrame, encodePing } from '../wire/index.ts';
-import type { DeviceId, Hello } from '../wire/index.ts';
-import { helloFor, verifyHello } from './handshake.ts';
+import type { DeviceId } from '../wire/index.ts';
+import { LinkHandshake } from './handshake.ts';
+import type { LinkCredentials, LinkPeer } from './handshake.ts';
+import { SecureChannel } from './secure.ts';
 import { DEFAULT_LINK_OPTIONS } from './types.ts';
 import type { Link, LinkOptions, LinkStats } from './types.ts';
 
@@ -29,7 +32,9 @@ export class LinkSession implements Link {
   private readonly options: Required<LinkOptions>;
   private readonly counters: Counters;
   private readonly decoder: FrameDecoder;
-  private hello: Hello | undefined;
+  private peer: LinkPeer | undefined;
+  private channel: SecureChannel | undefined;
+  private noise: LinkHandshake | undefined;
   private frameListeners: ((type: number, body: Uint8Array) => void)[] = [];
   /** Frames received before anyone listened (undefined once a listener is attached). */
   private early: { type: number; body: Uint8Array }[] | undefined = [];
@@ -49,7 +54,7 @@ export class LinkSession implements Link {
     bytesOut: 0,
     dropped: {},
   };
-  private handshakeDone: ((hello: Hello) => void) | undefined;
+  private handshakeDone: ((peer: LinkPeer) => void) | undefined;
   private handshakeFailed: ((err: VmeshError) => void) | undefined;
 
   constructor(
@@ -70,23 +75,24 @@ export class LinkSession implements Link {
   }
 
   /**
-   * The handshake step: sends our hello, waits for the peer's, verifies it.
-   * Resolves with the peer's hello; rejects with VMESH_ERR_HANDSHAKE (and closes).
+   * The handshake: Noise XX with certificates (handshake.ts). Resolves with
+   * the authenticated peer; rejects with the VmeshError that says why (and
+   * closes the link).
    */
-  handshake(identity: Identity, name: string): Promise<Hello> {
-    const verifying = new Promise<Hello>((resolve, reject) => {
+  handshake(creds: LinkCredentials, rekeyAfterFrames?: number): Promise<LinkPeer> {
+    const verifying = new Promise<LinkPeer>((resolve, reject) => {
       const timer = setTimeout(() => {
         const err = new VmeshError(
           'VMESH_ERR_HANDSHAKE',
-          `no hello within ${this.options.handshakeTimeoutMs} ms`,
+          `handshake not finished within ${this.options.handshakeTimeoutMs} ms`,
         );
         this.handshakeFailed?.(err);
       }, this.options.handshakeTimeoutMs);
-      this.handshakeDone = (hello) => {
+      this.handshakeDone = (peer) => {
         clearTimeout(timer);
         this.handshakeDone = undefined;
         this.handshakeFailed = undefined;
-        resolve(hello);
+        resolve(peer);
       };
       this.handshakeFailed = (err) => {
         clearTimeout(timer);
@@ -95,25 +101,35 @@ export class LinkSession implements Link {
         this.close(`handshake failed: ${err.message}`);
         reject(err);
       };
-      this.verifyWith = (body) => verifyHello(body, identity);
     });
-    this.write(FrameType.HELLO, helloFor(identity, name));
-    return verifying.then((hello) => {
-      this.hello = hello;
+    this.rekeyAfter = rekeyAfterFrames;
+    try {
+      this.noise = new LinkHandshake(creds, this.direction === 'outbound');
+      const first = this.noise.start();
+      if (first !== undefined) this.write(FrameType.HELLO, first);
+    } catch (err) {
+      this.handshakeFailed?.(toVmeshError(err, 'VMESH_ERR_HANDSHAKE'));
+    }
+    return verifying.then((peer) => {
       this.lastHeard = performance.now();
       this.keepalive = setInterval(() => this.onKeepalive(), this.options.keepaliveIntervalMs);
-      return hello;
+      return peer;
     });
   }
 
-  private verifyWith: ((body: Uint8Array) => Hello) | undefined;
+  private rekeyAfter: number | undefined;
+
+  /** The authenticated peer (after the handshake). */
+  get remotePeer(): LinkPeer | undefined {
+    return this.peer;
+  }
 
   get remote(): DeviceId {
-    return this.hello?.device ?? '';
+    return this.peer?.device ?? '';
   }
 
   get remoteName(): string {
-    return this.hello?.name ?? '';
+    return this.peer?.name ?? '';
   }
 
   get rttMs(): number | undefined {
@@ -134,7 +150,7 @@ export class LinkSession implements Link {
   }
 
   send(type: number, body: Uint8Array): boolean {
-    if (this.isClosed || this.hello === undefined) {
+    if (this.isClosed || this.channel === undefined) {
       this.drop('closed');
       return false;
     }
@@ -182,7 +198,8 @@ export class LinkSession implements Link {
   }
 
   private write(type: number, body: Uint8Array): void {
-    const frame = encodeFrame(type, body);
+    const frame =
+      this.channel === undefined ? encodeFrame(type, body) : this.channel.seal(type, body);
     this.statsData.framesOut++;
     this.statsData.bytesOut += frame.length;
     this.stream.write(frame);
@@ -213,27 +230,56 @@ export class LinkSession implements Link {
   }
 
   private onFrameIn(type: number, body: Uint8Array): void {
-    if (this.hello === undefined) {
-      // Handshaking: the first frame must be the peer's hello.
-      if (this.handshakeDone === undefined) return;
-      if (type !== FrameType.HELLO) {
-        this.handshakeFailed?.(
-          new VmeshError('VMESH_ERR_HANDSHAKE', `expected a hello, got frame type ${type}`),
-        );
-        return;
-      }
-      try {
-        const hello = (this.verifyWith as (b: Uint8Array) => Hello)(body);
-        this.hello = hello;
-        this.handshakeDone(hello);
-      } catch (err) {
-        this.handshakeFailed?.(err as VmeshError);
-      }
+    if (this.channel === undefined) {
+      this.onHandshakeFrame(type, body);
       return;
     }
+    if (type !== FrameType.SEALED && type !== FrameType.SEALED_PACKET) {
+      this.drop('unsealed');
+      return;
+    }
+    let inner: { type: number; body: Uint8Array };
+    try {
+      inner = this.channel.open(type, body);
+    } catch (err) {
+      // Counters would no longer match: whatever this was, the stream cannot be trusted.
+      this.counters.inc('link.closed', { reason: 'auth-failed' });
+      this.close(`auth-failed: ${toVmeshError(err).message}`);
+      return;
+    }
+    this.onOpened(inner.type, inner.body);
+  }
+
+  private onHandshakeFrame(type: number, body: Uint8Array): void {
+    const noise = this.noise;
+    if (noise === undefined || this.handshakeDone === undefined) return;
+    if (type !== FrameType.HELLO) {
+      this.handshakeFailed?.(
+        new VmeshError(
+          'VMESH_ERR_HANDSHAKE',
+          `expected a handshake message, got frame type ${type}`,
+        ),
+      );
+      return;
+    }
+    try {
+      const step = noise.receive(body);
+      if (step.reply !== undefined) this.write(FrameType.HELLO, step.reply);
+      if (step.done !== undefined) {
+        this.peer = step.done.peer;
+        this.channel = new SecureChannel(step.done.send, step.done.receive, this.rekeyAfter);
+        this.noise = undefined;
+        this.handshakeDone(step.done.peer);
+      }
+    } catch (err) {
+      this.handshakeFailed?.(toVmeshError(err, 'VMESH_ERR_HANDSHAKE'));
+    }
+  }
+
+  private onOpened(type: number, body: Uint8Array): void {
     switch (type) {
       case FrameType.HELLO:
-        this.counters.inc('link.frames.dropped', { reason: 'hello-after-handshake' });
+        this.drop('hello-after-handshake');
         return;
       case FrameType.PING:
         if (body.length === 8) this.write(FrameType.PONG, body);

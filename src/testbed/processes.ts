@@ -13,6 +13,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { controlRequest } from '../control/index.ts';
+import {
+  createCa,
+  generateIdentity,
+  issueCertificate,
+  trustOf,
+  writeCertificateFile,
+  writeIdentityFile,
+  writeTrustFile,
+} from '../crypto/index.ts';
 import { VmeshError } from '../errors/index.ts';
 
 export interface TestbedDeviceSpec {
@@ -124,6 +133,10 @@ export async function startTestbed(
   options: { logLevel?: string; readyTimeoutMs?: number } = {},
 ): Promise<Testbed> {
   mkdirSync(dir, { recursive: true });
+  // One network CA for the testbed; every device gets an identity and a certificate.
+  const ca = createCa('testbed');
+  const trustFile = join(dir, 'trust.json');
+  writeTrustFile(trustFile, trustOf(ca), { overwrite: true });
   const listen = new Map<string, string>();
   for (const s of specs) listen.set(s.name, `127.0.0.1:${await freePort()}`);
   const devices = new Map<string, TestbedDevice>();
@@ -131,9 +144,23 @@ export async function startTestbed(
   for (const s of specs) {
     const deviceDir = join(dir, s.name);
     mkdirSync(deviceDir, { recursive: true });
+    const identity = generateIdentity();
+    writeIdentityFile(join(deviceDir, 'identity.json'), identity, { overwrite: true });
+    const certFile = join(deviceDir, 'device.cert');
+    writeCertificateFile(
+      certFile,
+      issueCertificate(ca, {
+        name: s.name,
+        signingPublic: identity.signingPublic,
+        agreementPublic: identity.agreementPublic,
+        notAfter: Date.now() + 24 * 3600 * 1000,
+        roles: ['relay', 'serve'],
+      }),
+    );
     const config = {
       name: s.name,
       stateDir: deviceDir,
+      security: { trust: trustFile, certificate: certFile },
       listen: listen.get(s.name),
       neighbours: (s.dials ?? []).map((n) => {
         const address = listen.get(n);

@@ -31,6 +31,7 @@ import {
   MAX_LIST_ENTRIES,
 } from '../wire/index.ts';
 import type { DeviceId, Packet, TraceRecord } from '../wire/index.ts';
+import { EndToEnd } from './e2e.ts';
 import type { DeviceToVm, OpenRequest, PacketItem, VmReport, VmSpec, VmToDevice } from './types.ts';
 
 /** The engine's window on the world (worker.ts provides it). */
@@ -93,6 +94,13 @@ export class VmEngine {
   private towardSource: DeviceId | undefined;
   /** Destination, source mode: the source's route reversed, for replies. */
   private replyRoute: DeviceId[] | undefined;
+  /** The end-to-end session (source and destination roles; e2e.ts). */
+  private readonly e2e: EndToEnd | undefined;
+  /** Authentic data packet numbers received (replay window). */
+  private readonly received = new PacketWindow(REPLAY_WINDOW);
+  private handshakeSent = 0;
+  private nextHandshakeAt = 0;
+  private readonly startedAt: number;
   private service: net.Socket | undefined;
   private serviceEnded = false;
   private reportDirty = false;
@@ -103,6 +111,15 @@ export class VmEngine {
     this.io = io;
     this.fib = spec.fib;
     this.lastPacketAt = io.now();
+    this.startedAt = io.now();
+    if (spec.role !== 'relay' && spec.e2e !== undefined) {
+      this.e2e = new EndToEnd(
+        spec.role,
+        spec.e2e,
+        spec.connection,
+        spec.role === 'source' ? spec.destination : spec.source,
+      );
+    }
     if (spec.role !== 'relay') {
       this.transport = createTransport({
         role: spec.role === 'source' ? 'client' : 'server',
@@ -192,7 +209,7 @@ export class VmEngine {
       this.drop('wrong-connection');
       return;
     }
-    if (packet.source === this.spec.source && packet.kind === PacketKind.DATA) {
+    if (packet.source === this.spec.source && packet.kind !== PacketKind.ERROR) {
       this.towardSource = item.peer;
       if (this.spec.role === 'destination' && packet.route !== undefined)
         this.replyRoute = [...packet.route].reverse();
@@ -237,9 +254,26 @@ export class VmEngine {
       this.fail(code, message);
       return;
     }
+    if (packet.kind === PacketKind.HANDSHAKE) {
+      this.onHandshake(packet, now);
+      return;
+    }
     if (packet.kind !== PacketKind.DATA || this.transport === undefined) {
       this.drop('unexpected-kind');
       return;
+    }
+    let payload = packet.payload;
+    if (this.e2e !== undefined) {
+      try {
+        payload = this.e2e.open(packet);
+      } catch {
+        this.reject(packet, 'auth-failed');
+        return;
+      }
+      if (!this.received.add(packet.packetNumber)) {
+        this.reject(packet, 'replay');
+        return;
+      }
     }
     if (this.spec.role === 'destination') {
       this.peerSynActive = (packet.flags & PacketFlag.SYN) !== 0;
@@ -249,7 +283,92 @@ export class VmEngine {
     } else if (!this.pathKnown && packet.trace !== undefined && packet.trace.length > 0) {
       this.learnPath(packet.trace);
     }
-    this.transport.receive(packet.packetNumber, packet.payload, now);
+    this.transport.receive(packet.packetNumber, payload, now);
+  }
+
+  /**
+   * A packet that failed end-to-end checks: dropped, counted, and
+   * quarantined (its bytes go to the device for inspection; never delivered).
+   */
+  private reject(packet: Packet, reason: 'auth-failed' | 'replay'): void {
+    this.drop(reason);
+    this.io.post({
+      t: 'quarantine',
+      reason,
+      packetNumber: packet.packetNumber,
+      source: packet.source,
+      bytes: ownBytes(encodePacket(packet).subarray(0, QUARANTINE_BYTES)),
+    });
+  }
+
+  /** The source (re)sends its first handshake message, with backoff, until the answer comes. */
+  private sendHandshake(now: number): void {
+    const e2e = this.e2e;
+    if (e2e === undefined || e2e.ready || now < this.nextHandshakeAt) return;
+    const packet: Packet = {
+      kind: PacketKind.HANDSHAKE,
+      protocol: this.spec.protocol,
+      flags: PacketFlag.SYN,
+      hopLimit: this.spec.options.hopLimit,
+      connection: this.spec.connection,
+      source: this.spec.self,
+      destination: this.spec.destination,
+      // A fresh number per attempt: flood relays suppress repeats by packet number.
+      packetNumber: this.handshakeSent,
+      payload: e2e.hello(),
+    };
+    if (this.spec.avoid.length > 0) packet.avoid = this.spec.avoid;
+    this.handshakeSent++;
+    this.nextHandshakeAt = now + Math.min(2000, 100 * 2 ** Math.min(this.handshakeSent, 5));
+    const hops = this.hopsFor(packet, undefined);
+    if (hops.length === 0) {
+      this.drop('no-route');
+      this.noRouteSince ??= now;
+      return;
+    }
+    this.noRouteSince = undefined;
+    const bytes = encodePacket(packet);
+    for (const hop of hops) this.emit(hop, bytes);
+  }
+
+  private onHandshake(packet: Packet, now: number): void {
+    const e2e = this.e2e;
+    if (e2e === undefined) {
+      this.drop('unexpected-kind');
+      return;
+    }
+    let reply: Uint8Array | undefined;
+    try {
+      reply = e2e.onHandshake(packet.payload, packet.source, Date.now());
+    } catch (err) {
+      const e = toVmeshError(err, 'VMESH_ERR_HANDSHAKE');
+      this.drop('handshake-failed');
+      if (this.spec.role === 'destination') {
+        this.sendError(packet, e.code, `end-to-end handshake refused: ${e.message}`);
+        this.fail(e.code, e.message);
+        this.finish(e.code);
+      }
+      return;
+    }
+    if (this.spec.role === 'destination') {
+      if (reply === undefined) return;
+      const answer: Packet = {
+        kind: PacketKind.HANDSHAKE,
+        protocol: this.spec.protocol,
+        flags: 0,
+        hopLimit: this.spec.options.hopLimit,
+        connection: this.spec.connection,
+        source: this.spec.self,
+        destination: this.spec.source,
+        packetNumber: packet.packetNumber,
+        payload: reply,
+      };
+      if (this.spec.avoid.length > 0) answer.avoid = this.spec.avoid;
+      const hops = this.hopsFor(answer, undefined);
+      const bytes = encodePacket(answer);
+      for (const hop of hops) this.emit(hop, bytes);
+    }
+    this.pump();
   }
 
   /** Source: the destination echoed the forward trace (ending with itself) and relays added the return hops. */
@@ -426,6 +545,11 @@ export class VmEngine {
   private pump(): void {
     const transport = this.transport;
     if (transport === undefined) return;
+    if (this.e2e !== undefined && !this.e2e.ready) {
+      // No transport data before the end-to-end handshake: the source (re)sends its first message.
+      if (this.spec.role === 'source') this.sendHandshake(this.io.now());
+      return;
+    }
     for (let round = 0; round < MAX_PUMP_ROUNDS; round++) {
       const now = this.io.now();
       const packets = transport.poll(now);
@@ -453,6 +577,7 @@ export class VmEngine {
       payload,
     };
     if (this.spec.avoid.length > 0) packet.avoid = this.spec.avoid;
+    if (this.e2e !== undefined) packet.payload = this.e2e.seal(packet, payload);
     if (role === 'destination' && this.peerSynActive && this.echoTrace !== undefined) {
       packet.flags |= PacketFlag.TRACE;
       packet.trace = this.echoTrace;
@@ -541,6 +666,20 @@ export class VmEngine {
       );
       return;
     }
+    const allowed = this.spec.acl?.[request.service];
+    const peer = this.e2e?.peerDevice;
+    if (
+      allowed !== undefined &&
+      !allowed.includes('*') &&
+      (peer === undefined || !(allowed.includes(peer.name) || allowed.includes(peer.device)))
+    ) {
+      transport.reject(
+        'VMESH_ERR_ACCESS_DENIED',
+        `device "${peer?.name ?? this.spec.source}" may not use service "${request.service}"`,
+        this.io.now(),
+      );
+      return;
+    }
     const { host, port } = splitHostPort(address);
     const socket = net.connect({ host, port });
     this.service = socket;
@@ -614,6 +753,18 @@ export class VmEngine {
       this.sentEnd = true;
       this.fail('VMESH_ERR_NO_ROUTE', message);
     }
+    if (
+      this.e2e !== undefined &&
+      !this.e2e.ready &&
+      this.spec.role === 'source' &&
+      now - this.startedAt >= o.idleTimeoutMs &&
+      this.failedCode === undefined
+    ) {
+      const message = `no answer to the end-to-end handshake within ${o.idleTimeoutMs} ms`;
+      this.fail('VMESH_ERR_TIMEOUT', this.softError?.message ?? message);
+      this.finish('VMESH_ERR_TIMEOUT');
+      return;
+    }
     if (this.lingerFrom !== undefined && now - this.lingerFrom >= o.finLingerMs) {
       this.finish(this.failedCode ?? (this.spec.role === 'relay' ? 'fin' : 'closed'));
       return;
@@ -633,6 +784,9 @@ export class VmEngine {
     if (this.lingerFrom !== undefined) times.push(this.lingerFrom + o.finLingerMs);
     if (this.spec.role === 'relay') times.push(this.lastPacketAt + o.relayIdleMs);
     if (this.reportDirty) times.push(this.lastReportAt + 500);
+    if (this.e2e !== undefined && !this.e2e.ready && this.spec.role === 'source') {
+      times.push(this.nextHandshakeAt, this.startedAt + o.idleTimeoutMs);
+    }
     return times.length === 0 ? undefined : Math.min(...times);
   }
 
@@ -699,6 +853,11 @@ export class VmEngine {
 }
 
 /** Sliding window of seen packet numbers (flood duplicate suppression), bounded memory. */
+/** Packet numbers remembered for replay detection (per direction). */
+const REPLAY_WINDOW = 8192;
+/** Bytes of a rejected packet kept for inspection. */
+const QUARANTINE_BYTES = 512;
+
 export class PacketWindow {
   private readonly size: number;
   private highest = -1;

@@ -13,6 +13,7 @@
 import type { ErrorCode } from '../errors/index.ts';
 import type { ForwardingTable } from '../routing/index.ts';
 import type { ConnectionId, DeviceId } from '../wire/index.ts';
+import type { E2eSpec } from './e2e.ts';
 
 export type VmRole = 'source' | 'relay' | 'destination';
 
@@ -75,6 +76,10 @@ export interface VmSpec {
   open?: OpenRequest;
   /** Destination role: exposed services, name -> "host:port". */
   services?: Record<string, string>;
+  /** Destination role: service -> device names or ids allowed ("*": all); absent: all. */
+  acl?: Record<string, string[]>;
+  /** Source and destination roles: the end-to-end session's keys (e2e.ts). */
+  e2e?: E2eSpec;
 }
 
 /** What the source asks the destination for (carried in the transport OPEN, end-to-end). */
@@ -117,6 +122,15 @@ export interface VmReport {
   salvaged?: number;
 }
 
+/** A packet a VM refused after end-to-end checks, kept for inspection (bounded). */
+export interface QuarantineItem {
+  reason: 'auth-failed' | 'replay';
+  packetNumber: number;
+  source: DeviceId;
+  /** The packet's first bytes as received (header and ciphertext). */
+  bytes: Uint8Array;
+}
+
 export type DeviceToVm =
   | { t: 'init'; spec: VmSpec }
   | { t: 'packets'; items: PacketItem[] }
@@ -138,6 +152,7 @@ export type VmToDevice =
   | { t: 'app-resume' }
   | { t: 'report'; report: VmReport }
   | { t: 'done'; reason: string; code?: ErrorCode }
+  | ({ t: 'quarantine' } & QuarantineItem)
   | {
       t: 'log';
       level: 'debug' | 'info' | 'warn' | 'error';

@@ -14,7 +14,7 @@ import { VmeshError } from '../errors/index.ts';
 
 /** Frame types carried on a link. */
 export const FrameType = {
-  /** Link handshake message (placeholder hello now; Noise XX later). */
+  /** Link handshake message (Noise XX; certificates in its payloads). */
   HELLO: 1,
   /** Keepalive probe; body is echoed back in PONG. */
   PING: 2,
@@ -24,6 +24,17 @@ export const FrameType = {
   CONTROL: 4,
   /** A data packet (header + end-to-end payload). */
   PACKET: 5,
+  /**
+   * After the handshake, every frame but these two is sealed into one of
+   * them. SEALED: AEAD(u8 inner type | inner body) — control, keepalive.
+   */
+  SEALED: 6,
+  /**
+   * SEALED_PACKET: `u16 n | n bytes AEAD(packet header), AD = u32 payload
+   * length | payload` — the header is sealed, the payload (already sealed end
+   * to end) travels as it is (docs/security.md explains the choice).
+   */
+  SEALED_PACKET: 7,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 

@@ -49,7 +49,7 @@ export function encodePacket(p: Packet): Buffer {
   ) {
     throw malformed(`at most ${MAX_LIST_ENTRIES} route, avoid or trace entries`);
   }
-  if (p.kind !== PacketKind.DATA && p.kind !== PacketKind.ERROR)
+  if (p.kind !== PacketKind.DATA && p.kind !== PacketKind.ERROR && p.kind !== PacketKind.HANDSHAKE)
     throw malformed(`unknown packet kind ${p.kind}`);
   if (!Number.isInteger(p.protocol) || p.protocol < 1 || p.protocol > 255)
     throw malformed('protocol must be 1..255');
@@ -114,6 +114,23 @@ export function encodePacket(p: Packet): Buffer {
   return out;
 }
 
+/**
+ * Length of a packet's header (everything before the payload), from the
+ * counts in its first bytes; throws VMESH_ERR_MALFORMED if the packet is
+ * shorter than that. Used by the link to seal the header apart from the
+ * (end-to-end sealed) payload.
+ */
+export function packetHeaderLength(buf: Uint8Array): number {
+  if (buf.length < PACKET_HEADER_BYTES)
+    throw malformed(`packet shorter than its ${PACKET_HEADER_BYTES}-byte header`);
+  const n =
+    PACKET_HEADER_BYTES +
+    ((buf[5] as number) + (buf[7] as number)) * DEVICE_ID_BYTES +
+    (buf[8] as number) * TRACE_RECORD_BYTES;
+  if (n > buf.length) throw malformed('packet shorter than its header lists');
+  return n;
+}
+
 /** Decodes a packet. Throws VmeshError on anything malformed. */
 export function decodePacket(buf: Uint8Array): Packet {
   if (buf.length < 1) throw malformed('empty packet');
@@ -134,7 +151,7 @@ export function decodePacket(buf: Uint8Array): Packet {
   const routeIndex = b[6] as number;
   const avoidCount = b[7] as number;
   const traceCount = b[8] as number;
-  if (kind !== PacketKind.DATA && kind !== PacketKind.ERROR)
+  if (kind !== PacketKind.DATA && kind !== PacketKind.ERROR && kind !== PacketKind.HANDSHAKE)
     throw malformed(`unknown packet kind ${kind}`);
   if (protocol === 0) throw malformed('protocol 0 is not a routing protocol');
   if ((flags & ~KNOWN_PACKET_FLAGS) !== 0)

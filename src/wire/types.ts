@@ -14,6 +14,8 @@ export const PacketKind = {
   DATA: 1,
   /** A device reports an error about a vconn to its source (payload: ErrorPayload). */
   ERROR: 2,
+  /** The vconn's end-to-end Noise IK handshake (source <-> destination), before any DATA. */
+  HANDSHAKE: 3,
 } as const;
 export type PacketKindValue = (typeof PacketKind)[keyof typeof PacketKind];
 
