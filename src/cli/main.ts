@@ -18,6 +18,7 @@ import { runDemo } from '../testbed/index.ts';
 import type { DemoResult } from '../testbed/index.ts';
 import { ProtocolRegistry, builtinProtocols } from '../routing/index.ts';
 import { formatSimTable, loadEvents, simChartSvg, simulate, topologyFrom } from '../sim/index.ts';
+import { registerCaCommands } from './ca.ts';
 import { formatStatus } from './format.ts';
 
 const program = new Command();
@@ -34,7 +35,10 @@ program
     `
 Examples:
   $ vmesh demo                              run the 4-device demo on 127.0.0.1
+  $ vmesh ca init --network home --out ca.json --trust trust.json
+                                            make a network CA and the trust file devices get
   $ vmesh keygen --out keys/a.json          make a device identity (mode 0600)
+  $ vmesh ca sign --ca ca.json --identity keys/a.json --name A --roles relay,serve --out a.cert
   $ vmesh up --config a.yaml                run a device daemon
   $ vmesh status --config a.yaml            what the device sees: links, routes, VMs, connections
   $ vmesh connect D echo --config a.yaml    pipe stdin/stdout through a virtual connection
@@ -321,6 +325,8 @@ function formatDemo(r: DemoResult): string {
   lines.push('', r.ok ? 'demo passed' : 'demo FAILED');
   return lines.join('\n');
 }
+
+registerCaCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = toVmeshError(err);
