@@ -22,6 +22,13 @@ export class Reader {
     return this.buf[this.pos++] as number;
   }
 
+  u16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+
   u32(): number {
     this.need(4);
     const v = this.buf.readUInt32BE(this.pos);

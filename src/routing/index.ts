@@ -14,6 +14,7 @@ export type {
 } from './types.ts';
 export { ProtocolRegistry, builtinProtocols, validateDescriptor } from './registry.ts';
 export { loadProtocolModule } from './plugins.ts';
+export { Reader } from './ids.ts';
 export { checkClaim, claimBytes, encodeClaim, nullSigner, readClaim } from './signing.ts';
 export type { Claim, RoutingSigner } from './signing.ts';
 export { MAX_LINK_COST, costChanged, linkCost } from './cost.ts';
