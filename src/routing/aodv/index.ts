@@ -17,11 +17,16 @@
  * the D flag off, an intermediate device with a fresh enough route for the
  * same avoid-set) answers; the RREP sets up forward routes hop by hop (`onRrep`). Which of two
  * routes wins is decided by `fresher()` (§6.1/§6.2: newer sequence number,
- * then fewer hops). See README.md beside this file for the sections followed
- * and left out.
+ * then fewer hops). Sequence numbers come with the signed claim of the device
+ * they belong to (RREQ: originator, RREP: destination), checked before they
+ * enter the table (`claimed`) and kept with each entry (`Entry.claim`) for the
+ * replies made from it. See README.md beside this file for the sections
+ * followed and left out, and for what is signed and why RERRs are not.
  */
 import { VmeshError } from '../../errors/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
+import { checkClaim, nullSigner } from '../signing.ts';
+import type { Claim, RoutingSigner } from '../signing.ts';
 import type {
   ForwardingTable,
   Route,
@@ -43,6 +48,7 @@ import {
   encodeRerr,
   encodeRrep,
   encodeRreq,
+  seqClaimData,
 } from './messages.ts';
 import type { Keepalive, Rerr, Rrep, Rreq } from './messages.ts';
 
@@ -57,6 +63,7 @@ export {
   encodeRerr,
   encodeRrep,
   encodeRreq,
+  seqClaimData,
 } from './messages.ts';
 export type { Keepalive, Rerr, Rrep, Rreq } from './messages.ts';
 
@@ -222,6 +229,11 @@ interface Entry {
   path: DeviceId[] | undefined;
   /** When a KEEPALIVE last went out along this route. */
   keptAt: number;
+  /**
+   * The destination's claim to its sequence number `claim.seq`, checked when it came; passed on
+   * in replies from this entry. `seq` moves away from it only when the entry stops being valid.
+   */
+  claim: { seq: number; claim: Claim };
 }
 
 interface Discovery {
@@ -274,6 +286,15 @@ class RateWindow {
   }
 }
 
+const NO_CLAIM: Claim = { keys: new Uint8Array(0), signature: new Uint8Array(0) };
+
+function sameClaim(a: Claim, b: Claim): boolean {
+  return (
+    Buffer.from(a.keys).equals(Buffer.from(b.keys)) &&
+    Buffer.from(a.signature).equals(Buffer.from(b.signature))
+  );
+}
+
 function normalise(avoid: Iterable<DeviceId> | undefined): { key: string; list: DeviceId[] } {
   const list = [...new Set(avoid ?? [])].sort();
   return { key: list.join(','), list };
@@ -287,6 +308,11 @@ function sortedStrictly(ids: DeviceId[]): boolean {
   for (let i = 1; i < ids.length; i++)
     if ((ids[i - 1] as string) >= (ids[i] as string)) return false;
   return true;
+}
+
+/** The claim a reply from entry `e` carries: the destination's, for `e.seq`. */
+function claimOf(e: Entry): Claim {
+  return e.claim.seq === e.seq ? e.claim.claim : NO_CLAIM;
 }
 
 export function aodv(init: AodvInit = {}): RoutingProtocolFactory {
@@ -368,6 +394,9 @@ class Aodv implements RoutingProtocol {
   readonly reactive = true;
   private readonly self: DeviceId;
   private readonly o: Options;
+  private readonly signer: RoutingSigner;
+  /** Our claim to our current sequence number (signed once per number). */
+  private ownClaim: { seq: number; claim: Claim } | undefined;
   /** NET_TRAVERSAL_TIME = 2 * NODE_TRAVERSAL_TIME * NET_DIAMETER. */
   private readonly netTraversalMs: number;
   /** PATH_DISCOVERY_TIME = 2 * NET_TRAVERSAL_TIME. */
@@ -428,11 +457,13 @@ class Aodv implements RoutingProtocol {
     routeExpired: 0,
     routeEvicted: 0,
     malformed: 0,
+    badSignature: 0,
   };
 
   constructor(c: RoutingComponents, o: Options) {
     this.self = c.self;
     this.o = o;
+    this.signer = c.signer ?? nullSigner;
     this.netTraversalMs = 2 * o.nodeTraversalTimeMs * o.netDiameter;
     this.pathDiscoveryMs = 2 * this.netTraversalMs;
     this.rreqWindow = new RateWindow(o.rreqRateLimit);
@@ -752,6 +783,7 @@ class Aodv implements RoutingProtocol {
       originator: this.self,
       origSeq: this.seq,
       avoid: d.avoid,
+      claim: this.ownSeqClaim(),
     };
     if (this.o.recordRoute) rreq.record = [this.self];
     this.counters.rreqSent++;
@@ -829,13 +861,17 @@ class Aodv implements RoutingProtocol {
       this.counters.rreqDuplicate++;
       return true;
     }
+    // The RREQ sets up a route to its originator: only with the originator's claim to its
+    // sequence number (checked after the duplicate check, and before the duplicate cache takes
+    // the RREQ ID, so a forged copy cannot shut out the real one).
+    const key = m.avoid.join(',');
+    const old = this.get(m.originator, key);
+    if (!this.claimed(m.originator, m.origSeq, m.claim, old)) return true;
     if (seenHops !== undefined) this.counters.rreqShorterCopy++;
     this.remember(m.originator, m.rreqId, m.hopCount, now);
 
     // §6.5: the reverse route to the originator, keyed by the same avoid-set.
-    const key = m.avoid.join(',');
     const hops = m.hopCount + 1;
-    const old = this.get(m.originator, key);
     if (this.fresher(old, m.origSeq, hops)) {
       // vmesh: ACTIVE_ROUTE_TIMEOUT rather than §6.5's minimal lifetime
       // (2 * NET_TRAVERSAL_TIME - 2 * hops * NODE_TRAVERSAL_TIME): a connection's replies
@@ -850,6 +886,7 @@ class Aodv implements RoutingProtocol {
         ),
         path: m.record === undefined ? undefined : [this.self, ...[...m.record].reverse()],
         now,
+        claim: m.claim,
       });
     }
     const reverse = this.get(m.originator, key);
@@ -870,6 +907,7 @@ class Aodv implements RoutingProtocol {
         lifetimeMs: this.o.myRouteTimeoutMs,
         avoid: m.avoid,
         record: this.joinPaths(reverse.path, [this.self]),
+        claim: this.ownSeqClaim(),
       });
       return true;
     }
@@ -889,6 +927,7 @@ class Aodv implements RoutingProtocol {
         lifetimeMs: Math.max(0, fwd.expiresAt - now),
         avoid: m.avoid,
         record: this.joinPaths(reverse.path, fwd.path),
+        claim: claimOf(fwd),
       });
       if (m.gratuitous) {
         // §6.6.3: tell the destination the route back to the originator.
@@ -901,6 +940,7 @@ class Aodv implements RoutingProtocol {
           lifetimeMs: Math.max(0, reverse.expiresAt - now),
           avoid: m.avoid,
           record: this.joinPaths(fwd.path, reverse.path),
+          claim: claimOf(reverse),
         });
       }
       return true;
@@ -988,7 +1028,9 @@ class Aodv implements RoutingProtocol {
     const known = this.get(m.destination, key);
     let fwd: Entry;
     if (this.fresher(known, m.destSeq, hops)) {
-      // §6.7: the forward route is created or updated.
+      // §6.7: the forward route is created or updated — only with the destination's claim to
+      // the sequence number (checked last: verification costs ~100 µs).
+      if (!this.claimed(m.destination, m.destSeq, m.claim, known)) return true;
       fwd = this.install(m.destination, key, m.avoid, {
         seq: m.destSeq,
         hops,
@@ -996,6 +1038,7 @@ class Aodv implements RoutingProtocol {
         expiresAt: now + m.lifetimeMs,
         path: m.record?.slice(at),
         now,
+        claim: m.claim,
       });
     } else {
       // Our route is at least as fresh and short. §6.7 would drop the RREP here; vmesh sends
@@ -1037,6 +1080,7 @@ class Aodv implements RoutingProtocol {
       destSeq: fwd.seq,
       lifetimeMs: Math.max(0, Math.min(fwd.expiresAt - now, 0xffffffff)),
       record,
+      claim: claimOf(fwd),
     });
     return true;
   }
@@ -1124,6 +1168,30 @@ class Aodv implements RoutingProtocol {
       now,
     );
     return true;
+  }
+
+  /**
+   * Whether `claim` is `device`'s signature over (device, seq): held already by `known` (same
+   * number and bytes, checked when it came), or verified now. Counted when not.
+   */
+  private claimed(device: DeviceId, seq: number, claim: Claim, known: Entry | undefined): boolean {
+    if (known !== undefined && known.claim.seq === seq && sameClaim(known.claim.claim, claim))
+      return true;
+    if (checkClaim(this.signer, device, seqClaimData(device, seq), claim)) return true;
+    this.counters.badSignature++;
+    return false;
+  }
+
+  /** Our claim to our current sequence number. */
+  private ownSeqClaim(): Claim {
+    if (this.ownClaim?.seq !== this.seq) {
+      const claim = {
+        keys: this.signer.keys,
+        signature: this.signer.sign(seqClaimData(this.self, this.seq)),
+      };
+      this.ownClaim = { seq: this.seq, claim };
+    }
+    return this.ownClaim.claim;
   }
 
   private refresh(e: Entry, now: number): void {
@@ -1284,6 +1352,8 @@ class Aodv implements RoutingProtocol {
       expiresAt: number;
       path: DeviceId[] | undefined;
       now: number;
+      /** The destination's claim to `seq`. */
+      claim: Claim;
     },
   ): Entry {
     let e = this.get(destination, key);
@@ -1302,6 +1372,7 @@ class Aodv implements RoutingProtocol {
         updatedAt: r.now,
         path: r.path,
         keptAt: -Infinity,
+        claim: { seq: r.seq, claim: r.claim },
       };
       let table = this.routes.get(key);
       if (table === undefined) {
@@ -1326,6 +1397,7 @@ class Aodv implements RoutingProtocol {
       e.expiresAt = r.expiresAt;
       e.updatedAt = r.now;
       e.path = r.path;
+      e.claim = { seq: r.seq, claim: r.claim };
     }
     this.completeDiscovery(e, r.now);
     return e;

@@ -7,9 +7,9 @@
  *
  * RREQ (type 1): u8 flags (G 0x01, D 0x02, U 0x04) | u8 ttl | u8 hop count |
  *                u32 RREQ ID | 16B destination | u32 destination seqno |
- *                16B originator | u32 originator seqno | extensions
+ *                16B originator | u32 originator seqno | extensions | claim
  * RREP (type 2): u8 flags (0) | u8 hop count | 16B destination |
- *                u32 destination seqno | 16B originator | u32 lifetime ms | extensions
+ *                u32 destination seqno | 16B originator | u32 lifetime ms | extensions | claim
  * RERR (type 3): u8 flags (N 0x01) | u8 n >= 1 | n x (16B destination | u32 seqno) | extensions
  * KEEPALIVE (type 4, vmesh): u8 hop count | 16B destination | u32 destination seqno |
  *                16B originator | extensions (AVOID only)
@@ -17,11 +17,19 @@
  *                type 1 AVOID (the discovery's avoid-set, sorted; RREQ, RREP, RERR),
  *                type 2 ROUTE_RECORD (RREQ: originator..sender; RREP: originator..destination).
  *                Each known type at most once; unknown types are skipped (RFC 3561 §9 spirit).
+ * claim:         u8 keysLen | keys | u8 sigLen | sig (src/routing/signing.ts): a sequence
+ *                number claim, the signature of the device it is about over
+ *                SEQ_CLAIM_CONTEXT ‖ 16B device ‖ u32 seqno — in a RREQ by the originator
+ *                for (originator, originator seqno), in a RREP by the destination for
+ *                (destination, destination seqno). Relays carry it unchanged; hop count,
+ *                TTL, lifetime, the record and the RREQ's destination seqno are not signed.
  */
 import { VmeshError } from '../../errors/index.ts';
 import { DEVICE_ID_BYTES, writeHexId } from '../../wire/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
 import { Reader } from '../ids.ts';
+import { readClaim } from '../signing.ts';
+import type { Claim } from '../signing.ts';
 
 /** Message types (the `type` of a ProtocolMessage). */
 export const AodvMessage = { RREQ: 1, RREP: 2, RERR: 3, KEEPALIVE: 4 } as const;
@@ -58,6 +66,8 @@ export interface Rreq {
   avoid: DeviceId[];
   /** ROUTE_RECORD extension: the devices traversed, originator first, the sender last. */
   record?: DeviceId[];
+  /** The originator's claim to `origSeq` (`seqClaimData(originator, origSeq)`). */
+  claim: Claim;
 }
 
 /** Route Reply, RFC 3561 §5.2. */
@@ -74,6 +84,8 @@ export interface Rrep {
   avoid: DeviceId[];
   /** ROUTE_RECORD extension: the whole path, originator first, destination last. */
   record?: DeviceId[];
+  /** The destination's claim to `destSeq` (`seqClaimData(destination, destSeq)`). */
+  claim: Claim;
 }
 
 /** Route Error, RFC 3561 §5.3. */
@@ -114,6 +126,32 @@ function u8(v: number, what: string): number {
 
 function u32(v: number): number {
   return Math.max(0, Math.min(Math.floor(v), 0xffffffff)) >>> 0;
+}
+
+const SEQ_CLAIM_CONTEXT = Buffer.from('vmesh aodv seqno v1\0', 'latin1');
+
+/** What a device signs to claim sequence number `seq`: SEQ_CLAIM_CONTEXT ‖ 16B device ‖ u32 seq. */
+export function seqClaimData(device: DeviceId, seq: number): Buffer {
+  const out = Buffer.alloc(SEQ_CLAIM_CONTEXT.length + DEVICE_ID_BYTES + 4);
+  SEQ_CLAIM_CONTEXT.copy(out, 0);
+  writeHexId(out, SEQ_CLAIM_CONTEXT.length, device, DEVICE_ID_BYTES);
+  out.writeUInt32BE(u32(seq), SEQ_CLAIM_CONTEXT.length + DEVICE_ID_BYTES);
+  return out;
+}
+
+function claimBytes(c: Claim): number {
+  u8(c.keys.length, 'claim keys length');
+  u8(c.signature.length, 'claim signature length');
+  return 2 + c.keys.length + c.signature.length;
+}
+
+function writeClaim(out: Buffer, pos: number, c: Claim): number {
+  out[pos++] = c.keys.length;
+  out.set(c.keys, pos);
+  pos += c.keys.length;
+  out[pos++] = c.signature.length;
+  out.set(c.signature, pos);
+  return pos + c.signature.length;
 }
 
 type Extensions = [number, DeviceId[]][];
@@ -167,7 +205,9 @@ function readExtensions(
 
 export function encodeRreq(m: Rreq): Buffer {
   const ext = extensions(m.avoid, m.record);
-  const out = Buffer.alloc(7 + 2 * (DEVICE_ID_BYTES + 4) + extensionBytes(ext));
+  const out = Buffer.alloc(
+    7 + 2 * (DEVICE_ID_BYTES + 4) + extensionBytes(ext) + claimBytes(m.claim),
+  );
   out[0] =
     (m.gratuitous ? RREQ_G : 0) | (m.destinationOnly ? RREQ_D : 0) | (m.unknownSeq ? RREQ_U : 0);
   out[1] = u8(m.ttl, 'ttl');
@@ -177,7 +217,7 @@ export function encodeRreq(m: Rreq): Buffer {
   out.writeUInt32BE(u32(m.destSeq), 23);
   writeHexId(out, 27, m.originator, DEVICE_ID_BYTES);
   out.writeUInt32BE(u32(m.origSeq), 43);
-  writeExtensions(out, 47, ext);
+  writeClaim(out, writeExtensions(out, 47, ext), m.claim);
   return out;
 }
 
@@ -193,6 +233,7 @@ export function decodeRreq(body: Uint8Array): Rreq {
   const originator = r.id();
   const origSeq = r.u32();
   const ext = readExtensions(r, true);
+  const claim = readClaim(r);
   r.end();
   return {
     gratuitous: (flags & RREQ_G) !== 0,
@@ -206,19 +247,22 @@ export function decodeRreq(body: Uint8Array): Rreq {
     originator,
     origSeq,
     ...ext,
+    claim,
   };
 }
 
 export function encodeRrep(m: Rrep): Buffer {
   const ext = extensions(m.avoid, m.record);
-  const out = Buffer.alloc(2 + 2 * (DEVICE_ID_BYTES + 4) + extensionBytes(ext));
+  const out = Buffer.alloc(
+    2 + 2 * (DEVICE_ID_BYTES + 4) + extensionBytes(ext) + claimBytes(m.claim),
+  );
   out[0] = 0;
   out[1] = u8(m.hopCount, 'hop count');
   writeHexId(out, 2, m.destination, DEVICE_ID_BYTES);
   out.writeUInt32BE(u32(m.destSeq), 18);
   writeHexId(out, 22, m.originator, DEVICE_ID_BYTES);
   out.writeUInt32BE(u32(m.lifetimeMs), 38);
-  writeExtensions(out, 42, ext);
+  writeClaim(out, writeExtensions(out, 42, ext), m.claim);
   return out;
 }
 
@@ -231,8 +275,9 @@ export function decodeRrep(body: Uint8Array): Rrep {
   const originator = r.id();
   const lifetimeMs = r.u32();
   const ext = readExtensions(r, true);
+  const claim = readClaim(r);
   r.end();
-  return { hopCount, destination, destSeq, originator, lifetimeMs, ...ext };
+  return { hopCount, destination, destSeq, originator, lifetimeMs, ...ext, claim };
 }
 
 export function encodeRerr(m: Rerr): Buffer {

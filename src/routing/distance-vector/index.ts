@@ -13,6 +13,10 @@
  *   advertised for it (to decide when a triggered update is due, §3.7.2).
  * - `requests` — pending seqno requests, own and forwarded (§3.2.7, §3.8).
  *
+ * Claims: each route entry keeps its source's signed claim to (origin,
+ * seqno), checked once when it first comes (`knownClaim`, `claimed`), and our
+ * updates pass on the selected route's claim unchanged (README "Signed claims").
+ *
  * The route choice is made in `select()` (the advertised route) and in
  * `route()` (per avoid-set); both only ever take FEASIBLE routes (§3.5.1).
  *
@@ -34,6 +38,8 @@
  */
 import { VmeshError } from '../../errors/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
+import { checkClaim, nullSigner } from '../signing.ts';
+import type { Claim, RoutingSigner } from '../signing.ts';
 import { jittered } from '../timers.ts';
 import type {
   ForwardingTable,
@@ -60,6 +66,7 @@ import {
   encodeUpdate,
   seqnoNewer,
   seqnoPlus,
+  updateSignedData,
 } from './messages.ts';
 import type { HelloTlv, IhuTlv, RouteRequestTlv, SeqnoRequestTlv, UpdateTlv } from './messages.ts';
 
@@ -78,6 +85,7 @@ export {
   encodeUpdate,
   seqnoNewer,
   seqnoPlus,
+  updateSignedData,
 } from './messages.ts';
 export type { HelloTlv, IhuTlv, RouteRequestTlv, SeqnoRequestTlv, UpdateTlv } from './messages.ts';
 
@@ -208,6 +216,11 @@ interface RouteEntry {
   holdMs: number;
   /** A route request was sent because this (selected) route is about to expire. */
   requested: boolean;
+  /**
+   * The origin's claim for `seqno`, checked when it came (so copies with the
+   * same bytes need no new check); undefined after a retraction.
+   */
+  claim: Claim | undefined;
 }
 
 interface Selected {
@@ -218,6 +231,8 @@ interface Selected {
   hops: number;
   /** Metric we last advertised for this origin. */
   advertised: number;
+  /** The origin's claim for `seqno`, passed on unchanged in our updates. */
+  claim: Claim;
 }
 
 interface Source {
@@ -243,6 +258,15 @@ function config(why: string): never {
   throw new VmeshError('VMESH_ERR_CONFIG', `distance-vector: ${why}`);
 }
 
+const NO_CLAIM: Claim = { keys: new Uint8Array(0), signature: new Uint8Array(0) };
+
+function sameClaim(a: Claim, b: Claim): boolean {
+  return (
+    Buffer.from(a.keys).equals(Buffer.from(b.keys)) &&
+    Buffer.from(a.signature).equals(Buffer.from(b.signature))
+  );
+}
+
 function toCs(ms: number): number {
   return Math.max(1, Math.min(0xffff, Math.round(ms / 10)));
 }
@@ -253,6 +277,9 @@ class DistanceVector implements RoutingProtocol {
   readonly mode = 'unicast' as const;
   private readonly self: DeviceId;
   private readonly random: () => number;
+  private readonly signer: RoutingSigner;
+  /** Our claim for our current seqno (signed once per seqno). */
+  private ownClaim: { seqno: number; claim: Claim } | undefined;
   private readonly o: Required<DistanceVectorInit>;
   private readonly neighbours = new Map<DeviceId, Neighbour>();
   private readonly routes = new Map<DeviceId, Map<DeviceId, RouteEntry>>();
@@ -301,11 +328,13 @@ class DistanceVector implements RoutingProtocol {
     flushed: 0,
     sourceGc: 0,
     malformed: 0,
+    badSignature: 0,
   };
 
   constructor(c: RoutingComponents, init: DistanceVectorInit) {
     this.self = c.self;
     this.random = c.random;
+    this.signer = c.signer ?? nullSigner;
     this.o = {
       helloIntervalMs: init.helloIntervalMs ?? 1000,
       ihuIntervalMs: init.ihuIntervalMs ?? 3000,
@@ -673,12 +702,14 @@ class DistanceVector implements RoutingProtocol {
   private onUpdate(from: DeviceId, u: UpdateTlv, now: number): RoutingAction[] {
     this.counters.updateReceived++;
     if (u.origin === this.self) {
-      // Our own route from an earlier life with a newer seqno: jump past it.
+      // Our own route from an earlier life with a newer seqno: jump past it — only for a seqno
+      // we signed (a forged one could push ours anywhere).
       if (seqnoNewer(u.seqno, this.ownSeqno)) {
         if (now - this.lastBump < this.o.seqnoBumpMinIntervalMs) {
           this.counters.rateLimited++;
           return [];
         }
+        if (!this.claimed(u)) return [];
         this.lastBump = now;
         this.ownSeqno = seqnoPlus(u.seqno, 1);
         this.counters.ownSeqnoJump++;
@@ -693,6 +724,10 @@ class DistanceVector implements RoutingProtocol {
       this.counters.updateStale++;
       return [];
     }
+    // A route carries the origin's claim to its seqno, so that no relay can advertise a seqno the
+    // origin never issued. Checked after the staleness check, and only for claims we do not hold
+    // already (periodic updates repeat them); a retraction claims nothing.
+    if (u.metric < INFINITY && !this.knownClaim(u) && !this.claimed(u)) return [];
     const feasible = this.feasible(u.origin, u.seqno, u.metric);
     const sel = this.selected.get(u.origin);
     const actions: RoutingAction[] = [];
@@ -734,6 +769,7 @@ class DistanceVector implements RoutingProtocol {
         expiresAt: now + holdMs,
         holdMs,
         requested: false,
+        claim: u.claim,
       });
       this.routeCount++;
     } else {
@@ -744,9 +780,37 @@ class DistanceVector implements RoutingProtocol {
       e.expiresAt = now + holdMs;
       e.holdMs = holdMs;
       e.requested = false;
+      e.claim = u.metric < INFINITY ? u.claim : undefined;
     }
     actions.push(...this.refresh([u.origin], now));
     return actions;
+  }
+
+  /** Whether an entry holds `u`'s claim already (same origin, seqno and bytes: checked before). */
+  private knownClaim(u: UpdateTlv): boolean {
+    for (const e of this.routes.get(u.origin)?.values() ?? [])
+      if (e.claim !== undefined && e.seqno === u.seqno && sameClaim(e.claim, u.claim)) return true;
+    return false;
+  }
+
+  /** Whether `u`'s claim is its origin's signature over (origin, seqno); counted when not. */
+  private claimed(u: UpdateTlv): boolean {
+    if (checkClaim(this.signer, u.origin, updateSignedData(u.origin, u.seqno), u.claim))
+      return true;
+    this.counters.badSignature++;
+    return false;
+  }
+
+  /** Our claim for our current seqno. */
+  private ownSeqnoClaim(): Claim {
+    if (this.ownClaim?.seqno !== this.ownSeqno) {
+      const data = updateSignedData(this.self, this.ownSeqno);
+      this.ownClaim = {
+        seqno: this.ownSeqno,
+        claim: { keys: this.signer.keys, signature: this.signer.sign(data) },
+      };
+    }
+    return this.ownClaim.claim;
   }
 
   // ---- requests (§3.8) --------------------------------------------------------------
@@ -974,6 +1038,7 @@ class DistanceVector implements RoutingProtocol {
       seqno: best.e.seqno,
       metric: best.m,
       hops: Math.min(255, best.e.hops + 1),
+      claim: best.e.claim ?? NO_CLAIM,
     };
   }
 
@@ -1032,6 +1097,7 @@ class DistanceVector implements RoutingProtocol {
         metric: sel.metric,
         hops: sel.hops,
         origin,
+        claim: sel.claim,
       }),
     };
     return [
@@ -1051,6 +1117,7 @@ class DistanceVector implements RoutingProtocol {
         metric: 0,
         hops: 0,
         origin: this.self,
+        claim: this.ownSeqnoClaim(),
       }),
     };
     return to !== undefined ? { type: 'send', to, message } : { type: 'broadcast', message };
@@ -1066,6 +1133,7 @@ class DistanceVector implements RoutingProtocol {
         metric: INFINITY,
         hops: 0,
         origin,
+        claim: NO_CLAIM,
       }),
     };
     return to !== undefined ? { type: 'send', to, message } : { type: 'broadcast', message };

@@ -9,18 +9,28 @@
  * HELLO         (type 1):  u16 seqno | u16 interval (centiseconds, >= 1)
  * IHU           (type 2):  u16 rxcost (>= 1, 0xFFFF = infinite) | u16 interval (centiseconds, >= 1)
  * UPDATE        (type 3):  u16 interval (cs, >= 1) | u16 seqno | u16 metric (0xFFFF = retraction)
- *                          | u8 hops | 16B origin
+ *                          | u8 hops | 16B origin | claim
  * ROUTE_REQUEST (type 4):  u8 kind = 0 (wildcard: the whole table)
  *                        | u8 kind = 1 | 16B origin
  * SEQNO_REQUEST (type 5):  u16 seqno | u8 hop count (>= 1) | 16B origin
  *
+ * The claim of an UPDATE (src/routing/signing.ts: u8 keysLen | keys | u8 sigLen
+ * | sig) is the origin's signature over UPDATE_CLAIM_CONTEXT ‖ origin ‖ u16
+ * seqno, made when the origin issues that seqno and carried unchanged by every
+ * relay; metric, hops and interval are the sender's own and not signed. A
+ * retraction claims nothing (it only withdraws the sender's own route) and
+ * carries an empty claim block.
+ *
  * Decoders are strict: truncation, trailing bytes, zero intervals, a zero
- * rxcost or hop count and an unknown request kind are VMESH_ERR_MALFORMED.
+ * rxcost or hop count, an unknown request kind and a retraction with a
+ * non-empty claim are VMESH_ERR_MALFORMED.
  */
 import { VmeshError } from '../../errors/index.ts';
 import { DEVICE_ID_BYTES, writeHexId } from '../../wire/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
 import { Reader } from '../ids.ts';
+import { readClaim } from '../signing.ts';
+import type { Claim } from '../signing.ts';
 
 /** Message (TLV) types. */
 export const DistanceVectorMessage = {
@@ -62,6 +72,11 @@ export interface UpdateTlv {
   hops: number;
   /** Destination device; also the router-id of the route's source. */
   origin: DeviceId;
+  /**
+   * The origin's signature over `updateSignedData(origin, seqno)` (empty with
+   * the null signer, and in retractions).
+   */
+  claim: Claim;
 }
 
 /** Route request (RFC 8966 §4.6.10): `origin` undefined is a wildcard request. */
@@ -129,13 +144,35 @@ export function decodeIhu(body: Uint8Array): IhuTlv {
   return { rxcost, intervalCs };
 }
 
+const UPDATE_CLAIM_CONTEXT = Buffer.from('vmesh distance-vector UPDATE v1\0', 'latin1');
+
+/** What an origin signs for its seqno: UPDATE_CLAIM_CONTEXT ‖ 16B origin ‖ u16 seqno. */
+export function updateSignedData(origin: DeviceId, seqno: number): Buffer {
+  const out = Buffer.alloc(UPDATE_CLAIM_CONTEXT.length + DEVICE_ID_BYTES + 2);
+  UPDATE_CLAIM_CONTEXT.copy(out, 0);
+  writeHexId(out, UPDATE_CLAIM_CONTEXT.length, origin, DEVICE_ID_BYTES);
+  out.writeUInt16BE(checkU16(seqno, 0, 'seqno'), UPDATE_CLAIM_CONTEXT.length + DEVICE_ID_BYTES);
+  return out;
+}
+
 export function encodeUpdate(m: UpdateTlv): Buffer {
-  const out = Buffer.alloc(7 + DEVICE_ID_BYTES);
+  const { keys, signature } = m.claim;
+  checkU8(keys.length, 0, 'claim keys length');
+  checkU8(signature.length, 0, 'claim signature length');
+  if (m.metric === INFINITY && keys.length + signature.length > 0)
+    malformed('a retraction carries no claim');
+  const out = Buffer.alloc(9 + DEVICE_ID_BYTES + keys.length + signature.length);
   out.writeUInt16BE(checkU16(m.intervalCs, 1, 'interval'), 0);
   out.writeUInt16BE(checkU16(m.seqno, 0, 'seqno'), 2);
   out.writeUInt16BE(checkU16(m.metric, 0, 'metric'), 4);
   out[6] = checkU8(m.hops, 0, 'hops');
   writeHexId(out, 7, m.origin, DEVICE_ID_BYTES);
+  let pos = 7 + DEVICE_ID_BYTES;
+  out[pos++] = keys.length;
+  out.set(keys, pos);
+  pos += keys.length;
+  out[pos++] = signature.length;
+  out.set(signature, pos);
   return out;
 }
 
@@ -146,9 +183,12 @@ export function decodeUpdate(body: Uint8Array): UpdateTlv {
   const metric = u16(r);
   const hops = r.u8();
   const origin = r.id();
+  const claim = readClaim(r);
   r.end();
   if (intervalCs === 0) malformed('update interval 0');
-  return { intervalCs, seqno, metric, hops, origin };
+  if (metric === INFINITY && claim.keys.length + claim.signature.length > 0)
+    malformed('a retraction carries no claim');
+  return { intervalCs, seqno, metric, hops, origin, claim };
 }
 
 export function encodeRouteRequest(m: RouteRequestTlv): Buffer {

@@ -10,12 +10,18 @@
  * neighbour). The route choice is `route()`: the fewest-hop neighbour that is
  * not avoided. See README.md beside this file.
  *
- * HELLO (type 1): u32 seq. ANNOUNCE (type 2): 16B origin | u32 seq | u8 hop limit | u8 hops travelled.
+ * HELLO (type 1): u32 seq.
+ * ANNOUNCE (type 2): 16B origin | u32 seq | u8 origination hop limit | u8 hop limit |
+ *                   u8 hops travelled | claim.
+ * The origin signs (ANNOUNCE_CLAIM_CONTEXT ‖ origin ‖ seq ‖ origination hop limit), the first
+ * 21 bytes; the hop limit (at most the signed one) and the hop count change in flight.
  */
 import { VmeshError } from '../../errors/index.ts';
 import { DEVICE_ID_BYTES, writeHexId } from '../../wire/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
 import { Reader } from '../ids.ts';
+import { checkClaim, nullSigner, readClaim } from '../signing.ts';
+import type { Claim, RoutingSigner } from '../signing.ts';
 import { jittered } from '../timers.ts';
 import type {
   ForwardingTable,
@@ -71,24 +77,71 @@ export interface FloodingInit {
 export interface Announce {
   origin: DeviceId;
   seq: number;
+  /** Hop limit the origin gave the announcement (signed). */
+  originHopLimit: number;
+  /** Remaining hop limit: decreases at each relay, at most `originHopLimit` (not signed). */
   hopLimit: number;
+  /** Hops travelled (not signed: each relay vouches only for its own step). */
   hops: number;
+  /** The origin's signature over `announceSignedData` (empty with the null signer). */
+  claim: Claim;
 }
 
-export function encodeAnnounce(a: Announce): Buffer {
-  const out = Buffer.alloc(DEVICE_ID_BYTES + 6);
+const ANNOUNCE_CLAIM_CONTEXT = Buffer.from('vmesh flooding ANNOUNCE v1\0', 'latin1');
+const SIGNED_BYTES = DEVICE_ID_BYTES + 5;
+
+function u8(v: number): number {
+  return Math.max(0, Math.min(Math.round(v), 0xff));
+}
+
+function signedPart(a: Announce): Buffer {
+  const out = Buffer.alloc(SIGNED_BYTES);
   writeHexId(out, 0, a.origin, DEVICE_ID_BYTES);
   out.writeUInt32BE(a.seq >>> 0, 16);
-  out[20] = a.hopLimit;
-  out[21] = a.hops;
+  out[20] = u8(a.originHopLimit);
+  return out;
+}
+
+/** What the origin signs: ANNOUNCE_CLAIM_CONTEXT ‖ origin ‖ seq ‖ origination hop limit. */
+export function announceSignedData(a: Announce): Buffer {
+  return Buffer.concat([ANNOUNCE_CLAIM_CONTEXT, signedPart(a)]);
+}
+
+/** Encodes an ANNOUNCE; the hop limit is clamped to the signed one. */
+export function encodeAnnounce(a: Announce): Buffer {
+  const { keys, signature } = a.claim;
+  if (keys.length > 255 || signature.length > 255)
+    throw new VmeshError('VMESH_ERR_MALFORMED', 'claim too long');
+  const out = Buffer.alloc(SIGNED_BYTES + 4 + keys.length + signature.length);
+  signedPart(a).copy(out, 0);
+  out[21] = Math.min(u8(a.hopLimit), u8(a.originHopLimit));
+  out[22] = u8(a.hops);
+  out[23] = keys.length;
+  out.set(keys, 24);
+  out[24 + keys.length] = signature.length;
+  out.set(signature, 25 + keys.length);
   return out;
 }
 
 export function decodeAnnounce(body: Uint8Array): Announce {
   const r = new Reader(body);
-  const a = { origin: r.id(), seq: r.u32(), hopLimit: r.u8(), hops: r.u8() };
+  const origin = r.id();
+  const seq = r.u32();
+  const originHopLimit = r.u8();
+  const hopLimit = r.u8();
+  const hops = r.u8();
+  const claim = readClaim(r);
   r.end();
-  return a;
+  if (hopLimit > originHopLimit)
+    throw new VmeshError('VMESH_ERR_MALFORMED', 'hop limit above the original');
+  return { origin, seq, originHopLimit, hopLimit, hops, claim };
+}
+
+function sameClaim(a: Claim, b: Claim): boolean {
+  return (
+    Buffer.from(a.keys).equals(Buffer.from(b.keys)) &&
+    Buffer.from(a.signature).equals(Buffer.from(b.signature))
+  );
 }
 
 export function encodeFloodHello(seq: number): Buffer {
@@ -123,6 +176,7 @@ class Flooding implements RoutingProtocol {
   readonly mode = 'flood' as const;
   private readonly self: DeviceId;
   private readonly random: () => number;
+  private readonly signer: RoutingSigner;
   private readonly o: Required<FloodingInit>;
   private readonly neighbours = new Map<
     DeviceId,
@@ -143,6 +197,7 @@ class Flooding implements RoutingProtocol {
     duplicate: 0,
     hopLimitDropped: 0,
     malformed: 0,
+    badSignature: 0,
     tableFull: 0,
     expired: 0,
   };
@@ -150,6 +205,7 @@ class Flooding implements RoutingProtocol {
   constructor(c: RoutingComponents, init: FloodingInit) {
     this.self = c.self;
     this.random = c.random;
+    this.signer = c.signer ?? nullSigner;
     this.o = {
       helloIntervalMs: init.helloIntervalMs ?? 1000,
       announceIntervalMs: init.announceIntervalMs ?? 10000,
@@ -322,6 +378,21 @@ class Flooding implements RoutingProtocol {
       this.counters.tableFull++;
       return [];
     }
+    // What changes the table is only taken as the origin signed it; an older announcement changes
+    // nothing (counted below), and the copy we hold was checked when it came (~100 µs each).
+    if (
+      (known === undefined || a.seq >= known.seq) &&
+      !(
+        known !== undefined &&
+        a.seq === known.seq &&
+        a.originHopLimit === known.last.originHopLimit &&
+        sameClaim(a.claim, known.last.claim)
+      ) &&
+      !checkClaim(this.signer, a.origin, announceSignedData(a), a.claim)
+    ) {
+      this.counters.badSignature++;
+      return [];
+    }
     if (known === undefined || a.seq > known.seq) {
       this.table.set(a.origin, {
         seq: a.seq,
@@ -374,15 +445,26 @@ class Flooding implements RoutingProtocol {
         type: 'broadcast',
         message: {
           type: FloodingMessage.ANNOUNCE,
-          body: encodeAnnounce({
-            origin: this.self,
-            seq: this.seq,
-            hopLimit: this.o.hopLimit,
-            hops: 0,
-          }),
+          body: encodeAnnounce(this.ownAnnounce()),
         },
       },
     ];
+  }
+
+  /** Our announcement for the current sequence number, signed (one signature per number). */
+  private ownAnnounce(): Announce {
+    const a: Announce = {
+      origin: this.self,
+      seq: this.seq,
+      originHopLimit: this.o.hopLimit,
+      hopLimit: this.o.hopLimit,
+      hops: 0,
+      claim: { keys: new Uint8Array(0), signature: new Uint8Array(0) },
+    };
+    return {
+      ...a,
+      claim: { keys: this.signer.keys, signature: this.signer.sign(announceSignedData(a)) },
+    };
   }
 
   private helloTo(neighbour: DeviceId): RoutingAction {

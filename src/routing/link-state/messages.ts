@@ -5,13 +5,23 @@
  *
  * HELLO (type 1): u32 seq | u32 hello interval ms | u8 flags | u8 n |
  *                 n x (16B neighbour | u8 link state | u8 quality)
- * LSA   (type 2): 16B origin | u32 seq | u32 lifetime ms | u8 hop limit | u8 n |
- *                 n x (16B neighbour | u32 cost)
+ * LSA   (type 2): 16B origin | u32 seq | u32 origination lifetime ms | u8 origination hop limit |
+ *                 u8 n | n x (16B neighbour | u32 cost) |
+ *                 u32 remaining lifetime ms | u8 hop limit | claim
+ *
+ * The origin signs the LSA from its first byte to the end of the link list
+ * (what relays must not change: origin, seq, the lifetime and hop limit it gave,
+ * its links and costs), prefixed by LSA_CLAIM_CONTEXT; the claim block
+ * (src/routing/signing.ts: u8 keysLen | keys | u8 sigLen | sig) carries it.
+ * The remaining lifetime and hop limit change in flight and are not signed;
+ * the decoder bounds them by the signed originals.
  */
 import { VmeshError } from '../../errors/index.ts';
 import { DEVICE_ID_BYTES, writeHexId } from '../../wire/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
 import { Reader } from '../ids.ts';
+import { readClaim } from '../signing.ts';
+import type { Claim } from '../signing.ts';
 
 export const LinkStateMessage = { HELLO: 1, LSA: 2 } as const;
 
@@ -61,11 +71,22 @@ export interface HelloMessage {
 export interface LsaMessage {
   origin: DeviceId;
   seq: number;
-  lifetimeMs: number;
-  hopLimit: number;
+  /** Lifetime the origin gave the advertisement, ms (signed). */
+  originLifetimeMs: number;
+  /** Hop limit the origin gave the advertisement (signed). */
+  originHopLimit: number;
   /** The origin's symmetric neighbours with the cost of the link origin → neighbour (≥ 1, unique, never the origin). */
   links: { neighbour: DeviceId; cost: number }[];
+  /** Remaining lifetime, ms: decreases in flight, at most `originLifetimeMs` (not signed). */
+  lifetimeMs: number;
+  /** Remaining hop limit: decreases at each relay, at most `originHopLimit` (not signed). */
+  hopLimit: number;
+  /** The origin's signature over `lsaSignedData` (empty with the null signer). */
+  claim: Claim;
 }
+
+/** Prefix of the data an origin signs for an LSA (domain separation from other claims). */
+const LSA_CLAIM_CONTEXT = Buffer.from('vmesh link-state LSA v1\0', 'latin1');
 
 function malformed(message: string): VmeshError {
   return new VmeshError('VMESH_ERR_MALFORMED', message);
@@ -73,6 +94,25 @@ function malformed(message: string): VmeshError {
 
 function tooMany(n: number): void {
   if (n > MAX_ENTRIES) throw malformed(`at most ${MAX_ENTRIES} entries`);
+}
+
+function u32(v: number): number {
+  return Math.max(0, Math.min(Math.round(v), 0xffffffff)) >>> 0;
+}
+
+function u8(v: number): number {
+  return Math.max(0, Math.min(Math.round(v), 0xff));
+}
+
+/** A claim block: u8 keysLen | keys | u8 sigLen | sig. */
+function claimBlock(c: Claim): Buffer {
+  if (c.keys.length > 255 || c.signature.length > 255) throw malformed('claim too long');
+  const out = Buffer.alloc(2 + c.keys.length + c.signature.length);
+  out[0] = c.keys.length;
+  out.set(c.keys, 1);
+  out[1 + c.keys.length] = c.signature.length;
+  out.set(c.signature, 2 + c.keys.length);
+  return out;
 }
 
 const HELLO_ENTRY_BYTES = DEVICE_ID_BYTES + 2;
@@ -126,13 +166,14 @@ export function decodeHello(body: Uint8Array): HelloMessage {
   return { seq, intervalMs, mpr: (flags & HelloFlag.MPR) !== 0, neighbours };
 }
 
-export function encodeLsa(m: LsaMessage): Buffer {
+/** The signed part of an LSA: origin .. end of the link list. */
+function lsaSignedPart(m: LsaMessage): Buffer {
   tooMany(m.links.length);
   const out = Buffer.alloc(DEVICE_ID_BYTES + 10 + m.links.length * LSA_ENTRY_BYTES);
   writeHexId(out, 0, m.origin, DEVICE_ID_BYTES);
   out.writeUInt32BE(m.seq >>> 0, 16);
-  out.writeUInt32BE(Math.max(0, Math.min(Math.round(m.lifetimeMs), 0xffffffff)) >>> 0, 20);
-  out[24] = m.hopLimit;
+  out.writeUInt32BE(u32(m.originLifetimeMs), 20);
+  out[24] = u8(m.originHopLimit);
   out[25] = m.links.length;
   let pos = 26;
   for (const l of m.links) {
@@ -146,12 +187,26 @@ export function encodeLsa(m: LsaMessage): Buffer {
   return out;
 }
 
+/** What the origin signs for `m`: LSA_CLAIM_CONTEXT ‖ the LSA from origin to the end of its links. */
+export function lsaSignedData(m: LsaMessage): Buffer {
+  return Buffer.concat([LSA_CLAIM_CONTEXT, lsaSignedPart(m)]);
+}
+
+/** Encodes an LSA; the remaining lifetime and hop limit are clamped to the signed originals. */
+export function encodeLsa(m: LsaMessage): Buffer {
+  const signed = lsaSignedPart(m);
+  const tail = Buffer.alloc(5);
+  tail.writeUInt32BE(Math.min(u32(m.lifetimeMs), u32(m.originLifetimeMs)), 0);
+  tail[4] = Math.min(u8(m.hopLimit), u8(m.originHopLimit));
+  return Buffer.concat([signed, tail, claimBlock(m.claim)]);
+}
+
 export function decodeLsa(body: Uint8Array): LsaMessage {
   const r = new Reader(body);
   const origin = r.id();
   const seq = r.u32();
-  const lifetimeMs = r.u32();
-  const hopLimit = r.u8();
+  const originLifetimeMs = r.u32();
+  const originHopLimit = r.u8();
   const n = r.u8();
   const links: LsaMessage['links'] = [];
   const seen = new Set<DeviceId>();
@@ -164,6 +219,11 @@ export function decodeLsa(body: Uint8Array): LsaMessage {
     seen.add(neighbour);
     links.push({ neighbour, cost });
   }
+  const lifetimeMs = r.u32();
+  const hopLimit = r.u8();
+  const claim = readClaim(r);
   r.end();
-  return { origin, seq, lifetimeMs, hopLimit, links };
+  if (lifetimeMs > originLifetimeMs) throw malformed('remaining lifetime above the original');
+  if (hopLimit > originHopLimit) throw malformed('hop limit above the original');
+  return { origin, seq, originLifetimeMs, originHopLimit, links, lifetimeMs, hopLimit, claim };
 }

@@ -15,6 +15,10 @@
  * - `served` — routes this device carried or answered a reply for, so that on a
  *   link break it knows whom to send a ROUTE ERROR (§3.2, §8.3.4).
  *
+ * Claims: replies are signed by their target, route errors by their reporter
+ * (messages.ts), and checked before they change the cache; with a real signer
+ * there are no replies from the cache (README "Signed claims").
+ *
  * The route choice is `find()` / `bestAll()`: the fewest-hop cached path whose
  * intermediate devices avoid the avoid-set, ties broken by the smaller path
  * (string order). With `shortestPaths` cached replies do not stop a request, so
@@ -24,6 +28,8 @@
  * this file for the RFC sections followed and left out.
  */
 import type { DeviceId } from '../../wire/index.ts';
+import { checkClaim, claimBytes, nullSigner } from '../signing.ts';
+import type { RoutingSigner } from '../signing.ts';
 import { jittered } from '../timers.ts';
 import type {
   ForwardingTable,
@@ -44,6 +50,8 @@ import {
   encodeRouteError,
   encodeRouteReply,
   encodeRouteRequest,
+  errorSignedData,
+  replySignedData,
 } from './messages.ts';
 import type { RouteError, RouteReply, RouteRequest } from './messages.ts';
 
@@ -56,6 +64,8 @@ export {
   encodeRouteError,
   encodeRouteReply,
   encodeRouteRequest,
+  errorSignedData,
+  replySignedData,
 } from './messages.ts';
 export type { RouteError, RouteReply, RouteRequest } from './messages.ts';
 
@@ -119,6 +129,7 @@ export interface SourceRouteInit {
   maxDiscoveries?: number;
   /**
    * Relays answer a request from their route cache (§3.3.2) instead of forwarding it.
+   * Ignored (off) when claims are signed: only the target can sign a reply.
    * @default true
    */
   replyFromCache?: boolean;
@@ -290,6 +301,12 @@ class SourceRoute implements RoutingProtocol {
   readonly reactive = true;
   private readonly self: DeviceId;
   private readonly random: () => number;
+  private readonly signer: RoutingSigner;
+  /**
+   * Replies from the route cache: off when claims are signed, since only the target can sign
+   * a reply and a cached route joined to a request's record is not one it signed.
+   */
+  private readonly replyFromCache: boolean;
   private readonly o: Required<SourceRouteInit>;
   private readonly neighbours = new Map<DeviceId, { cost: number; since: number }>();
   private readonly cache = new Map<string, CacheEntry>();
@@ -332,6 +349,7 @@ class SourceRoute implements RoutingProtocol {
     cacheEvicted: 0,
     cacheExpired: 0,
     malformed: 0,
+    badSignature: 0,
   };
 
   constructor(c: RoutingComponents, init: SourceRouteInit) {
@@ -362,6 +380,8 @@ class SourceRoute implements RoutingProtocol {
       maxErrorsSeen: init.maxErrorsSeen ?? 256,
       jitter: init.jitter ?? 0.1,
     };
+    this.signer = c.signer ?? nullSigner;
+    this.replyFromCache = this.o.replyFromCache && claimBytes(this.signer) === 2;
     this.requestBucket = new Bucket(this.o.requestRatePerSec, this.o.requestBurst);
     this.forwardBucket = new Bucket(this.o.forwardRatePerSec, this.o.forwardBurst);
   }
@@ -669,7 +689,7 @@ class SourceRoute implements RoutingProtocol {
       this.counters.rreqAvoided++;
       return this.changed(dests);
     }
-    if (this.o.replyFromCache) {
+    if (this.replyFromCache) {
       // §3.3.2 / §8.2.3: answer from the cache, never with a route that repeats a device
       // or passes an avoided one.
       const cached = this.find(m.target, avoid, new Set(taken));
@@ -714,10 +734,15 @@ class SourceRoute implements RoutingProtocol {
     this.counters.rrepSent++;
     this.remember(this.requests.get(route[0] as DeviceId)?.get(id), route);
     this.serve(route, now);
+    // The target signs the route (with the null signer, cached replies carry the empty claim).
+    const claim = {
+      keys: this.signer.keys,
+      signature: this.signer.sign(replySignedData({ id, route })),
+    };
     return {
       type: 'send',
       to,
-      message: { type: SourceRouteMessage.RREP, body: encodeRouteReply({ id, route }) },
+      message: { type: SourceRouteMessage.RREP, body: encodeRouteReply({ id, route, claim }) },
     };
   }
 
@@ -745,6 +770,12 @@ class SourceRoute implements RoutingProtocol {
       (entry.replies.size >= this.o.maxRepliesPerRequest && route.length >= entry.shortest)
     ) {
       this.counters.rrepDuplicate++;
+      return [];
+    }
+    // The route enters caches only as its target signed it (checked after the cheap checks, and
+    // before the digest is remembered, so a forged copy cannot shut out the real reply).
+    if (!checkClaim(this.signer, target, replySignedData(m), m.claim)) {
+      this.counters.badSignature++;
       return [];
     }
     entry.replies.add(digest);
@@ -831,12 +862,14 @@ class SourceRoute implements RoutingProtocol {
       const id = this.nextErrorId;
       this.nextErrorId = (this.nextErrorId + 1) >>> 0 || 1;
       this.counters.rerrSent++;
+      const signature = this.signer.sign(errorSignedData({ id, unreachable: neighbour, route }));
+      const claim = { keys: this.signer.keys, signature };
       actions.push({
         type: 'send',
         to: next,
         message: {
           type: SourceRouteMessage.RERR,
-          body: encodeRouteError({ id, unreachable: neighbour, route }),
+          body: encodeRouteError({ id, unreachable: neighbour, route, claim }),
         },
       });
     }
@@ -853,6 +886,12 @@ class SourceRoute implements RoutingProtocol {
     const key = `${route[0]}:${m.id}`;
     if (this.errorsSeen.has(key)) {
       this.counters.rerrDuplicate++;
+      return [];
+    }
+    // Only the device that lost the link may report it (checked before the error id is
+    // remembered, so a forged copy cannot shut out the real error).
+    if (!checkClaim(this.signer, route[0] as DeviceId, errorSignedData(m), m.claim)) {
+      this.counters.badSignature++;
       return [];
     }
     this.errorsSeen.add(key);

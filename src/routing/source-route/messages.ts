@@ -7,9 +7,16 @@
  *                | u8 n | n x 16B route record (devices passed, initiator and target excluded)
  *                | u8 m | m x 16B avoid list (vmesh extension: devices that must not forward)
  * RREP (type 2): u32 id (of the request answered) | u8 n (≥ 2) | n x 16B route, initiator..target
+ *                | claim (the target's)
  * RERR (type 3): u32 id (per reporter) | 16B unreachable device | u8 n (≥ 2)
  *                | n x 16B route from the reporter (the device that lost its link to the
- *                unreachable device) to the device notified
+ *                unreachable device) to the device notified | claim (the reporter's)
+ *
+ * claim: u8 keysLen | keys | u8 sigLen | sig (src/routing/signing.ts). Nothing in a RREP or
+ * RERR changes in flight, so the claim signs the whole body before it: a RREP is signed by the
+ * target (the last device of its route) over RREP_CLAIM_CONTEXT ‖ body, a RERR by the reporter
+ * (the first device of its route) over RERR_CLAIM_CONTEXT ‖ body. Requests carry no claim: each
+ * device appends itself to the record, and the receiver checks that the last one is the sender.
  *
  * Every list of devices along a route must be free of repeats (a route with a loop is
  * malformed), and the devices around it may not appear in it; decoders throw VmeshError
@@ -19,6 +26,8 @@ import { VmeshError } from '../../errors/index.ts';
 import { DEVICE_ID_BYTES, writeHexId } from '../../wire/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
 import { Reader } from '../ids.ts';
+import { readClaim } from '../signing.ts';
+import type { Claim } from '../signing.ts';
 
 export const SourceRouteMessage = { RREQ: 1, RREP: 2, RERR: 3 } as const;
 
@@ -47,6 +56,8 @@ export interface RouteReply {
   id: number;
   /** The whole route, initiator..target inclusive; travels back hop by hop along it. */
   route: DeviceId[];
+  /** The target's signature over `replySignedData` (empty with the null signer). */
+  claim: Claim;
 }
 
 /** ROUTE ERROR, type NODE_UNREACHABLE (RFC 4728 §6.4, §6.4.1). */
@@ -57,7 +68,12 @@ export interface RouteError {
   unreachable: DeviceId;
   /** From the reporter to the device notified, inclusive; travels hop by hop along it. */
   route: DeviceId[];
+  /** The reporter's signature over `errorSignedData` (empty with the null signer). */
+  claim: Claim;
 }
+
+const RREP_CLAIM_CONTEXT = Buffer.from('vmesh source-route RREP v1\0', 'latin1');
+const RERR_CLAIM_CONTEXT = Buffer.from('vmesh source-route RERR v1\0', 'latin1');
 
 function malformed(message: string): VmeshError {
   return new VmeshError('VMESH_ERR_MALFORMED', message);
@@ -81,7 +97,7 @@ function checkRoute(route: readonly DeviceId[], what: string): void {
   assertSimple(route, `${what} route`);
 }
 
-function checkError(m: RouteError): void {
+function checkError(m: Omit<RouteError, 'claim'>): void {
   checkRoute(m.route, 'RERR');
   if (m.route.includes(m.unreachable))
     throw malformed('RERR route contains the unreachable device');
@@ -93,6 +109,16 @@ function writeIds(out: Buffer, pos: number, ids: readonly DeviceId[]): number {
     pos += DEVICE_ID_BYTES;
   }
   return pos;
+}
+
+function claimBlock(c: Claim): Buffer {
+  if (c.keys.length > 255 || c.signature.length > 255) throw malformed('claim too long');
+  const out = Buffer.alloc(2 + c.keys.length + c.signature.length);
+  out[0] = c.keys.length;
+  out.set(c.keys, 1);
+  out[1 + c.keys.length] = c.signature.length;
+  out.set(c.signature, 2 + c.keys.length);
+  return out;
 }
 
 function readIds(r: Reader, n: number): DeviceId[] {
@@ -130,7 +156,8 @@ export function decodeRouteRequest(body: Uint8Array): RouteRequest {
   return m;
 }
 
-export function encodeRouteReply(m: RouteReply): Buffer {
+/** The signed part of a RREP: id | n | route. */
+function replyPart(m: Omit<RouteReply, 'claim'>): Buffer {
   checkRoute(m.route, 'RREP');
   const out = Buffer.alloc(5 + m.route.length * DEVICE_ID_BYTES);
   out.writeUInt32BE(m.id >>> 0, 0);
@@ -139,16 +166,27 @@ export function encodeRouteReply(m: RouteReply): Buffer {
   return out;
 }
 
+/** What the target signs: RREP_CLAIM_CONTEXT ‖ u32 id ‖ u8 n ‖ route. */
+export function replySignedData(m: Omit<RouteReply, 'claim'>): Buffer {
+  return Buffer.concat([RREP_CLAIM_CONTEXT, replyPart(m)]);
+}
+
+export function encodeRouteReply(m: RouteReply): Buffer {
+  return Buffer.concat([replyPart(m), claimBlock(m.claim)]);
+}
+
 export function decodeRouteReply(body: Uint8Array): RouteReply {
   const r = new Reader(body);
   const id = r.u32();
   const route = readIds(r, r.u8());
+  const claim = readClaim(r);
   r.end();
   checkRoute(route, 'RREP');
-  return { id, route };
+  return { id, route, claim };
 }
 
-export function encodeRouteError(m: RouteError): Buffer {
+/** The signed part of a RERR: id | unreachable | n | route. */
+function errorPart(m: Omit<RouteError, 'claim'>): Buffer {
   checkError(m);
   const out = Buffer.alloc(5 + DEVICE_ID_BYTES + m.route.length * DEVICE_ID_BYTES);
   out.writeUInt32BE(m.id >>> 0, 0);
@@ -158,13 +196,23 @@ export function encodeRouteError(m: RouteError): Buffer {
   return out;
 }
 
+/** What the reporter signs: RERR_CLAIM_CONTEXT ‖ u32 id ‖ 16B unreachable ‖ u8 n ‖ route. */
+export function errorSignedData(m: Omit<RouteError, 'claim'>): Buffer {
+  return Buffer.concat([RERR_CLAIM_CONTEXT, errorPart(m)]);
+}
+
+export function encodeRouteError(m: RouteError): Buffer {
+  return Buffer.concat([errorPart(m), claimBlock(m.claim)]);
+}
+
 export function decodeRouteError(body: Uint8Array): RouteError {
   const r = new Reader(body);
   const id = r.u32();
   const unreachable = r.id();
   const route = readIds(r, r.u8());
+  const claim = readClaim(r);
   r.end();
-  const m = { id, unreachable, route };
+  const m = { id, unreachable, route, claim };
   checkError(m);
   return m;
 }

@@ -30,6 +30,12 @@ import { TestNet, bfs, idOf, topologies } from './harness.ts';
 const deviceId = fc.stringMatching(/^[0-9a-f]{32}$/);
 const u32 = fc.nat({ max: 0xffffffff });
 const u8 = fc.nat({ max: 255 });
+/** The empty claim of the null signer. */
+const unsigned = { keys: new Uint8Array(0), signature: new Uint8Array(0) };
+const arbClaim = fc.record(
+  { keys: fc.uint8Array({ maxLength: 64 }), signature: fc.uint8Array({ maxLength: 64 }) },
+  { noNullPrototype: true },
+);
 
 // ---- helpers ------------------------------------------------------------------------------
 
@@ -123,6 +129,7 @@ const rrep = (m: Partial<Rrep> & Pick<Rrep, 'destination' | 'originator'>): Rrep
   destSeq: 0,
   lifetimeMs: 60000,
   avoid: [],
+  claim: unsigned,
   ...m,
 });
 
@@ -136,6 +143,7 @@ const rreq = (m: Partial<Rreq> & Pick<Rreq, 'destination' | 'originator'>): Rreq
   destSeq: 0,
   origSeq: 1,
   avoid: [],
+  claim: unsigned,
   ...m,
 });
 
@@ -785,6 +793,7 @@ const arbRreq: fc.Arbitrary<Rreq> = fc
       origSeq: u32,
       avoid: sortedIds(6),
       record: fc.option(ids(6), { nil: undefined }),
+      claim: arbClaim,
     },
     { noNullPrototype: true },
   )
@@ -803,6 +812,7 @@ const arbRrep: fc.Arbitrary<Rrep> = fc
       lifetimeMs: u32,
       avoid: sortedIds(6),
       record: fc.option(ids(6), { nil: undefined }),
+      claim: arbClaim,
     },
     { noNullPrototype: true },
   )
@@ -845,6 +855,12 @@ const ref = {
       out.push([AodvExtension.ROUTE_RECORD, record.length, ...record.flatMap(ref.id)]);
     return [out.length, ...out.flat()];
   },
+  claim: (c: { keys: Uint8Array; signature: Uint8Array }): number[] => [
+    c.keys.length,
+    ...c.keys,
+    c.signature.length,
+    ...c.signature,
+  ],
   rreq: (m: Rreq): number[] => [
     (m.gratuitous ? 1 : 0) + (m.destinationOnly ? 2 : 0) + (m.unknownSeq ? 4 : 0),
     m.ttl,
@@ -855,6 +871,7 @@ const ref = {
     ...ref.id(m.originator),
     ...ref.u32(m.origSeq),
     ...ref.ext(m.avoid, m.record),
+    ...ref.claim(m.claim),
   ],
   rrep: (m: Rrep): number[] => [
     0,
@@ -864,6 +881,7 @@ const ref = {
     ...ref.id(m.originator),
     ...ref.u32(m.lifetimeMs),
     ...ref.ext(m.avoid, m.record),
+    ...ref.claim(m.claim),
   ],
   rerr: (m: Rerr): number[] => [
     m.noDelete ? 1 : 0,
@@ -946,11 +964,26 @@ test('aodv codecs: unknown extensions are skipped, repeated ones and unknown fla
   const fixed = plain.slice(0, 47);
   const avoidExt = [AodvExtension.AVOID, 1, ...Buffer.from(idOf(3), 'hex')];
   const unknown = [99, 1, ...Buffer.from(idOf(4), 'hex')];
-  assert.deepEqual(decodeRreq(Uint8Array.from([...fixed, 2, ...avoidExt, ...unknown])), m);
+  const claim = [0, 0];
+  assert.deepEqual(
+    decodeRreq(Uint8Array.from([...fixed, 2, ...avoidExt, ...unknown, ...claim])),
+    m,
+  );
   assert.throws(
-    () => decodeRreq(Uint8Array.from([...fixed, 2, ...avoidExt, ...avoidExt])),
+    () => decodeRreq(Uint8Array.from([...fixed, 2, ...avoidExt, ...avoidExt, ...claim])),
     VmeshError,
   );
+  // The claim block is strict: missing, overrunning or followed by anything is malformed.
+  assert.throws(() => decodeRreq(Uint8Array.from([...fixed, 1, ...avoidExt])), VmeshError);
+  assert.throws(() => decodeRreq(Uint8Array.from([...fixed, 1, ...avoidExt, 1, 0])), VmeshError);
+  assert.throws(
+    () => decodeRreq(Uint8Array.from([...fixed, 1, ...avoidExt, 0, 1, 7, 0])),
+    VmeshError,
+  );
+  assert.deepEqual(decodeRreq(Uint8Array.from([...fixed, 1, ...avoidExt, 1, 9, 2, 7, 8])).claim, {
+    keys: Uint8Array.of(9),
+    signature: Uint8Array.of(7, 8),
+  });
   const flags = Uint8Array.from(plain);
   flags[0] = 0x80;
   assert.throws(() => decodeRreq(flags), VmeshError);

@@ -107,6 +107,8 @@ function watchUpdates(net: TestNet, origin: string): { at: number; metric: numbe
   return seen;
 }
 
+/** The empty claim of the null signer. */
+const claim = { keys: new Uint8Array(0), signature: new Uint8Array(0) };
 // ---- convergence ---------------------------------------------------------------------
 
 test('converges to shortest paths on a line, a ring and a grid', () => {
@@ -493,7 +495,7 @@ test('routes expire when their updates stop (3.5 update intervals), and sources 
   const fake = 'a'.repeat(32);
   net.inject(0, 1, {
     type: DistanceVectorMessage.UPDATE,
-    body: encodeUpdate({ intervalCs: 100, seqno: 7, metric: 3, hops: 2, origin: fake }),
+    body: encodeUpdate({ intervalCs: 100, seqno: 7, metric: 3, hops: 2, origin: fake, claim }),
   });
   assert.equal(node(net, 1).route(fake)?.cost, 4);
   net.run(3400);
@@ -515,7 +517,7 @@ test('stale updates (older seqno from the same neighbour) are dropped and counte
   const upd = (seqno: number, metric: number): void =>
     net.inject(0, 1, {
       type: DistanceVectorMessage.UPDATE,
-      body: encodeUpdate({ intervalCs: 400, seqno, metric, hops: 1, origin: fake }),
+      body: encodeUpdate({ intervalCs: 400, seqno, metric, hops: 1, origin: fake, claim }),
     });
   upd(10, 5);
   upd(9, 1);
@@ -664,7 +666,14 @@ test('a storm of updates for many distinct destinations is capped, drops counted
     const origin = (0xf000000 + i).toString(16).padStart(32, 'c');
     net.inject(0, 1, {
       type: DistanceVectorMessage.UPDATE,
-      body: encodeUpdate({ intervalCs: 400, seqno: i & 0xffff, metric: 1, hops: 1, origin }),
+      body: encodeUpdate({
+        intervalCs: 400,
+        seqno: i & 0xffff,
+        metric: 1,
+        hops: 1,
+        origin,
+        claim,
+      }),
     });
   }
   const c = counters(net, 1);
@@ -706,7 +715,7 @@ test('routesChanged names the destinations whose routes changed', () => {
     id(net2, 0),
     {
       type: DistanceVectorMessage.UPDATE,
-      body: encodeUpdate({ intervalCs: 400, seqno: 1, metric: 2, hops: 2, origin: fake }),
+      body: encodeUpdate({ intervalCs: 400, seqno: 1, metric: 2, hops: 2, origin: fake, claim }),
     },
     net2.now,
   );
@@ -750,13 +759,20 @@ const codecs = [
   },
   {
     name: 'UPDATE',
-    arb: fc.record({
-      intervalCs: positiveU16,
-      seqno: u16,
-      metric: u16,
-      hops: fc.integer({ min: 0, max: 255 }),
-      origin: deviceId,
-    }),
+    arb: fc
+      .record({
+        intervalCs: positiveU16,
+        seqno: u16,
+        metric: u16,
+        hops: fc.integer({ min: 0, max: 255 }),
+        origin: deviceId,
+        claim: fc.record(
+          { keys: fc.uint8Array({ maxLength: 64 }), signature: fc.uint8Array({ maxLength: 64 }) },
+          { noNullPrototype: true },
+        ),
+      })
+      // A retraction carries no claim.
+      .map((m) => (m.metric === INFINITY ? { ...m, claim } : m)),
     encode: encodeUpdate,
     decode: decodeUpdate,
   },
@@ -803,7 +819,26 @@ test('codecs: lengths are exact, limits are checked on encode', () => {
   assert.equal(encodeHello({ seqno: 1, intervalCs: 100 }).length, 4);
   assert.equal(encodeIhu({ rxcost: 256, intervalCs: 300 }).length, 4);
   const origin = idOf(7);
-  assert.equal(encodeUpdate({ intervalCs: 1, seqno: 0, metric: 0, hops: 0, origin }).length, 23);
+  assert.equal(
+    encodeUpdate({ intervalCs: 1, seqno: 0, metric: 0, hops: 0, origin, claim }).length,
+    25,
+  );
+  const signed = { keys: new Uint8Array(64), signature: new Uint8Array(64) };
+  const update = { intervalCs: 1, seqno: 0, metric: 0, hops: 0, origin, claim: signed };
+  assert.equal(encodeUpdate(update).length, 25 + 128);
+  // A retraction claims nothing: a claim in one is malformed both ways.
+  assert.throws(() => encodeUpdate({ ...update, metric: INFINITY }), {
+    code: 'VMESH_ERR_MALFORMED',
+  });
+  const retraction = encodeUpdate({ ...update, metric: INFINITY, claim });
+  const withClaim = Buffer.concat([retraction.subarray(0, 23), Buffer.of(1, 7, 0)]);
+  assert.throws(() => decodeUpdate(withClaim), { code: 'VMESH_ERR_MALFORMED' });
+  assert.throws(
+    () => encodeUpdate({ ...update, claim: { ...signed, keys: new Uint8Array(256) } }),
+    {
+      code: 'VMESH_ERR_MALFORMED',
+    },
+  );
   assert.equal(encodeRouteRequest({}).length, 1);
   assert.equal(encodeRouteRequest({ origin }).length, 17);
   assert.equal(encodeSeqnoRequest({ seqno: 0, hopCount: 1, origin }).length, 19);

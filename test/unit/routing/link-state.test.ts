@@ -42,25 +42,40 @@ const helloArb: fc.Arbitrary<HelloMessage> = fc.record({
   ),
 });
 
+const claimArb = fc.record(
+  { keys: fc.uint8Array({ maxLength: 64 }), signature: fc.uint8Array({ maxLength: 64 }) },
+  { noNullPrototype: true },
+);
+
 const lsaArb: fc.Arbitrary<LsaMessage> = deviceId.chain((origin) =>
-  fc.record({
-    origin: fc.constant(origin),
-    seq: fc.integer({ min: 0, max: 0xffffffff }),
-    lifetimeMs: fc.integer({ min: 0, max: 0xffffffff }),
-    hopLimit: fc.integer({ min: 0, max: 255 }),
-    links: fc
-      .uniqueArray(
-        deviceId.filter((id) => id !== origin),
-        { maxLength: 20 },
-      )
-      .chain((ids) =>
-        fc.tuple(
-          ...ids.map((neighbour) =>
-            fc.integer({ min: 1, max: 0xffffffff }).map((cost) => ({ neighbour, cost })),
+  fc
+    .record({
+      origin: fc.constant(origin),
+      seq: fc.integer({ min: 0, max: 0xffffffff }),
+      originLifetimeMs: fc.integer({ min: 0, max: 0xffffffff }),
+      originHopLimit: fc.integer({ min: 0, max: 255 }),
+      // Remaining lifetime and hop limit as fractions of the originals (never above them).
+      lifetimeMs: fc.double({ min: 0, max: 1, noNaN: true }),
+      hopLimit: fc.double({ min: 0, max: 1, noNaN: true }),
+      claim: claimArb,
+      links: fc
+        .uniqueArray(
+          deviceId.filter((id) => id !== origin),
+          { maxLength: 20 },
+        )
+        .chain((ids) =>
+          fc.tuple(
+            ...ids.map((neighbour) =>
+              fc.integer({ min: 1, max: 0xffffffff }).map((cost) => ({ neighbour, cost })),
+            ),
           ),
         ),
-      ),
-  }),
+    })
+    .map((m) => ({
+      ...m,
+      lifetimeMs: Math.floor(m.lifetimeMs * m.originLifetimeMs),
+      hopLimit: Math.floor(m.hopLimit * m.originHopLimit),
+    })),
 );
 
 function onlyMalformed(decode: (b: Uint8Array) => unknown): fc.IPropertyWithHooks<[Uint8Array]> {
@@ -136,11 +151,29 @@ test('HELLO: reserved bits, MPR without symmetry, a repeated neighbour, interval
 test('LSA: encode/decode round trip (property); arbitrary bytes only ever throw MALFORMED', () => {
   fc.assert(fc.property(lsaArb, (m) => assert.deepEqual(decodeLsa(encodeLsa(m)), { ...m })));
   fc.assert(onlyMalformed(decodeLsa));
+  // Every truncation of a valid LSA is malformed too.
+  fc.assert(
+    fc.property(lsaArb, fc.nat(), (m, cut) => {
+      const bytes = encodeLsa(m);
+      throwsMalformed(() => decodeLsa(bytes.subarray(0, cut % bytes.length)));
+    }),
+  );
 });
+
+const unsigned = { keys: new Uint8Array(0), signature: new Uint8Array(0) };
 
 test('LSA: cost 0, a link to the origin itself, a repeated neighbour and trailing bytes are malformed', () => {
   const lsa = (links: LsaMessage['links']): Buffer =>
-    encodeLsa({ origin: idOf(1), seq: 1, lifetimeMs: 1000, hopLimit: 4, links });
+    encodeLsa({
+      origin: idOf(1),
+      seq: 1,
+      originLifetimeMs: 1000,
+      originHopLimit: 4,
+      links,
+      lifetimeMs: 1000,
+      hopLimit: 4,
+      claim: unsigned,
+    });
   assert.equal(decodeLsa(lsa([{ neighbour: idOf(2), cost: 3 }])).links[0]?.cost, 3);
   const zero = lsa([{ neighbour: idOf(2), cost: 3 }]);
   zero.writeUInt32BE(0, 26 + 16);
@@ -155,6 +188,38 @@ test('LSA: cost 0, a link to the origin itself, a repeated neighbour and trailin
     ),
   );
   throwsMalformed(() => decodeLsa(Buffer.concat([lsa([]), Buffer.from([1])])));
+});
+
+test('LSA: the remaining lifetime and hop limit may not exceed the signed originals; a claim block that overruns is malformed', () => {
+  const base: LsaMessage = {
+    origin: idOf(1),
+    seq: 1,
+    originLifetimeMs: 1000,
+    originHopLimit: 4,
+    links: [{ neighbour: idOf(2), cost: 3 }],
+    lifetimeMs: 600,
+    hopLimit: 2,
+    claim: { keys: Uint8Array.of(1, 2), signature: Uint8Array.of(3) },
+  };
+  const good = encodeLsa(base);
+  assert.deepEqual(decodeLsa(good), base);
+  // The encoder clamps; a decoder meeting larger values refuses them.
+  assert.equal(decodeLsa(encodeLsa({ ...base, lifetimeMs: 5000, hopLimit: 9 })).hopLimit, 4);
+  const tail = 26 + 20;
+  const longer = Buffer.from(good);
+  longer.writeUInt32BE(1001, tail);
+  throwsMalformed(() => decodeLsa(longer));
+  const higher = Buffer.from(good);
+  higher[tail + 4] = 5;
+  throwsMalformed(() => decodeLsa(higher));
+  const overrun = Buffer.from(good);
+  overrun[tail + 5] = 3; // keysLen 3: the signature length byte is eaten, the rest overruns
+  throwsMalformed(() => decodeLsa(overrun));
+  assert.throws(
+    () =>
+      encodeLsa({ ...base, claim: { keys: new Uint8Array(256), signature: new Uint8Array(0) } }),
+    (e: unknown) => e instanceof VmeshError && e.code === 'VMESH_ERR_MALFORMED',
+  );
 });
 
 // ---- drop and count -------------------------------------------------------------------------

@@ -26,6 +26,8 @@ import type {
 } from '../../../src/routing/index.ts';
 import { TestNet, bfs, idOf, topologies } from './harness.ts';
 
+/** The empty claim of the null signer. */
+const unsigned = { keys: new Uint8Array(0), signature: new Uint8Array(0) };
 // ---- helpers --------------------------------------------------------------------------
 
 const none: ReadonlySet<string> = new Set();
@@ -664,7 +666,10 @@ test('source-route: well-formed messages with arbitrary contents never make rece
         id: fc.integer({ min: 0, max: 5 }),
         route: fc.uniqueArray(anyId, { minLength: 2, maxLength: 6 }),
       })
-      .map((m) => ({ type: SourceRouteMessage.RREP, body: encodeRouteReply(m) })),
+      .map((m) => ({
+        type: SourceRouteMessage.RREP,
+        body: encodeRouteReply({ ...m, claim: unsigned }),
+      })),
     fc
       .record({
         id: fc.integer({ min: 0, max: 5 }),
@@ -676,6 +681,7 @@ test('source-route: well-formed messages with arbitrary contents never make rece
           id: eid,
           unreachable: devices[0] as string,
           route: devices.slice(1),
+          claim: unsigned,
         }),
       })),
   );
@@ -720,11 +726,19 @@ test('source-route: well-formed but foreign, stale or replayed messages are drop
   n.receive(B, reply, net.now);
   assert.equal(count('rrepDuplicate'), 1);
   // A reply to a request never sent.
-  n.receive(B, { type: 2, body: encodeRouteReply({ id: 999, route: [A, B, C] }) }, net.now);
+  n.receive(
+    B,
+    { type: 2, body: encodeRouteReply({ id: 999, route: [A, B, C], claim: unsigned }) },
+    net.now,
+  );
   assert.equal(count('rrepStale'), 1);
   // A reply that does not come from the next device on its route.
   const before = count('malformed');
-  n.receive(B, { type: 2, body: encodeRouteReply({ id: 1, route: [A, C, B] }) }, net.now);
+  n.receive(
+    B,
+    { type: 2, body: encodeRouteReply({ id: 1, route: [A, C, B], claim: unsigned }) },
+    net.now,
+  );
   // A request whose record does not end with the sender.
   n.receive(
     B,
@@ -744,7 +758,10 @@ test('source-route: well-formed but foreign, stale or replayed messages are drop
   // An error not addressed along a route through us.
   n.receive(
     B,
-    { type: 3, body: encodeRouteError({ id: 1, unreachable: fake(2), route: [C, A] }) },
+    {
+      type: 3,
+      body: encodeRouteError({ id: 1, unreachable: fake(2), route: [C, A], claim: unsigned }),
+    },
     net.now,
   );
   assert.equal(count('malformed'), before + 3);
@@ -766,7 +783,10 @@ test('source-route: well-formed but foreign, stale or replayed messages are drop
   );
   assert.equal(count('rreqLoop'), 1);
   // A replayed route error is applied once.
-  const rerr = { type: 3, body: encodeRouteError({ id: 9, unreachable: fake(3), route: [B, A] }) };
+  const rerr = {
+    type: 3,
+    body: encodeRouteError({ id: 9, unreachable: fake(3), route: [B, A], claim: unsigned }),
+  };
   n.receive(B, rerr, net.now);
   n.receive(B, rerr, net.now);
   assert.equal(count('rerrReceived'), 1);
@@ -792,22 +812,30 @@ const routeRequest: fc.Arbitrary<RouteRequest> = fc
     avoid,
   }));
 
+const claimArb = fc.record(
+  { keys: fc.uint8Array({ maxLength: 64 }), signature: fc.uint8Array({ maxLength: 64 }) },
+  { noNullPrototype: true },
+);
+
 const routeReply: fc.Arbitrary<RouteReply> = fc
   .record({
     id: fc.integer({ min: 0, max: 0xffffffff }),
     route: fc.uniqueArray(deviceId, { minLength: 2, maxLength: 12 }),
+    claim: claimArb,
   })
-  .map(({ id: rid, route }) => ({ id: rid, route }));
+  .map(({ id: rid, route, claim }) => ({ id: rid, route, claim }));
 
 const routeError: fc.Arbitrary<RouteError> = fc
   .record({
     id: fc.integer({ min: 0, max: 0xffffffff }),
     devices: fc.uniqueArray(deviceId, { minLength: 3, maxLength: 12 }),
+    claim: claimArb,
   })
-  .map(({ id: eid, devices }) => ({
+  .map(({ id: eid, devices, claim }) => ({
     id: eid,
     unreachable: devices[0] as string,
     route: devices.slice(1),
+    claim,
   }));
 
 function onlyMalformed(decode: (b: Uint8Array) => unknown): fc.IPropertyWithHooks<[Uint8Array]> {
@@ -847,29 +875,57 @@ test('source-route codecs: arbitrary bytes never throw anything but VMESH_ERR_MA
       assert.throws(() => decodeRouteRequest(Buffer.concat([bytes, Buffer.of(0)])), VmeshError);
     }),
   );
+  fc.assert(
+    fc.property(routeReply, routeError, fc.nat(), (p, e, cut) => {
+      const reply = encodeRouteReply(p);
+      assert.throws(() => decodeRouteReply(reply.subarray(0, cut % reply.length)), VmeshError);
+      assert.throws(() => decodeRouteReply(Buffer.concat([reply, Buffer.of(0)])), VmeshError);
+      const error = encodeRouteError(e);
+      assert.throws(() => decodeRouteError(error.subarray(0, cut % error.length)), VmeshError);
+      assert.throws(() => decodeRouteError(Buffer.concat([error, Buffer.of(0)])), VmeshError);
+    }),
+  );
 });
 
 test('source-route codecs: routes with loops or impossible fields are rejected both ways', () => {
   const [a, b, c] = [idOf(1), idOf(2), idOf(3)];
   const bad = (f: () => unknown): void =>
     assert.throws(f, (e: unknown) => e instanceof VmeshError && e.code === 'VMESH_ERR_MALFORMED');
-  bad(() => encodeRouteReply({ id: 1, route: [a, b, a] }));
-  bad(() => encodeRouteReply({ id: 1, route: [a] }));
+  bad(() => encodeRouteReply({ id: 1, route: [a, b, a], claim: unsigned }));
+  bad(() => encodeRouteReply({ id: 1, route: [a], claim: unsigned }));
+  bad(() =>
+    encodeRouteReply({
+      id: 1,
+      route: [a, b],
+      claim: { keys: new Uint8Array(256), signature: new Uint8Array(0) },
+    }),
+  );
   bad(() =>
     encodeRouteRequest({ initiator: a, target: b, id: 1, hopLimit: 0, record: [], avoid: [] }),
   );
   bad(() =>
     encodeRouteRequest({ initiator: a, target: b, id: 1, hopLimit: 3, record: [a], avoid: [] }),
   );
-  bad(() => encodeRouteError({ id: 1, unreachable: c, route: [a, c] }));
+  bad(() => encodeRouteError({ id: 1, unreachable: c, route: [a, c], claim: unsigned }));
   // Hand-made bodies: a reply whose route repeats a device.
-  const body = Buffer.concat([Buffer.of(0, 0, 0, 1, 3), Buffer.from(a + b + a, 'hex')]);
+  const body = Buffer.concat([
+    Buffer.of(0, 0, 0, 1, 3),
+    Buffer.from(a + b + a, 'hex'),
+    Buffer.of(0, 0),
+  ]);
   bad(() => decodeRouteReply(body));
-  assert.deepEqual(
-    decodeRouteReply(Buffer.concat([Buffer.of(0, 0, 0, 1, 2), Buffer.from(a + b, 'hex')])),
-    {
-      id: 1,
-      route: [a, b],
-    },
-  );
+  const ab = Buffer.concat([Buffer.of(0, 0, 0, 1, 2), Buffer.from(a + b, 'hex')]);
+  assert.deepEqual(decodeRouteReply(Buffer.concat([ab, Buffer.of(0, 0)])), {
+    id: 1,
+    route: [a, b],
+    claim: unsigned,
+  });
+  // The claim block: keys then signature, each with its length; a missing one is malformed.
+  assert.deepEqual(decodeRouteReply(Buffer.concat([ab, Buffer.of(1, 5, 2, 6, 7)])).claim, {
+    keys: Uint8Array.of(5),
+    signature: Uint8Array.of(6, 7),
+  });
+  bad(() => decodeRouteReply(ab));
+  bad(() => decodeRouteReply(Buffer.concat([ab, Buffer.of(0)])));
+  bad(() => decodeRouteReply(Buffer.concat([ab, Buffer.of(0, 2, 1)])));
 });
