@@ -55,6 +55,7 @@ import type { ConnectionId, DeviceId } from '../wire/index.ts';
 import { AppSession } from './app-session.ts';
 import type { DeviceConfig } from './config.ts';
 import { DIRECTORY_PROTOCOL_ID, Directory } from './directory.ts';
+import { FaultInjector, faultsFromEnv } from './faults.ts';
 import { ForwardingTables } from './fib.ts';
 import { selectProtocol } from './policy.ts';
 import type { Selection } from './policy.ts';
@@ -138,7 +139,15 @@ export class Device implements ControlHandler {
       ...Object.fromEntries(Object.entries(vm).filter(([, v]) => v !== undefined)),
     };
     for (const d of builtinProtocols()) this.registry.register(d);
+    const faults = faultsFromEnv(process.env.VMESH_TEST_FAULTS);
+    if (faults !== undefined) {
+      this.faults = new FaultInjector(faults, this.counters);
+      this.logger.warn({ faults }, 'fault injection is on (VMESH_TEST_FAULTS): for tests only');
+    }
   }
+
+  /** Test-only tampering by this device's relay VMs (faults.ts); undefined in normal use. */
+  private readonly faults: FaultInjector | undefined;
 
   get id(): DeviceId {
     return this.identity.deviceId;
@@ -260,7 +269,10 @@ export class Device implements ControlHandler {
     const cert = readCertificateFile(s.certificate);
     const checked = verifyCertificate(cert, this.trust, {
       now: Date.now(),
-      keys: { signingPublic: this.identity.signingPublic, agreementPublic: this.identity.agreementPublic },
+      keys: {
+        signingPublic: this.identity.signingPublic,
+        agreementPublic: this.identity.agreementPublic,
+      },
       ...(this.revocations === undefined ? {} : { revocations: this.revocations }),
     });
     if (checked.name !== this.config.name) {
@@ -615,7 +627,11 @@ export class Device implements ControlHandler {
     const vconn = this.vconns.get(connection);
     switch (msg.t) {
       case 'send':
-        for (const item of msg.items) this.sendPacket(item.peer, item.bytes);
+        for (const item of msg.items) {
+          if (this.faults === undefined || vm.record.role !== 'relay')
+            this.sendPacket(item.peer, item.bytes);
+          else for (const bytes of this.faults.apply(item.bytes)) this.sendPacket(item.peer, bytes);
+        }
         break;
       case 'app-open':
         if (vconn !== undefined) {

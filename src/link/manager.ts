@@ -214,7 +214,7 @@ export class LinkManager {
 
   /** Of two links to one device, the one dialled by the lower device id; a tie keeps the newer. */
   private preferred(a: LinkSession, b: LinkSession): LinkSession {
-    const self = this.init.identity.deviceId;
+    const self = this.init.credentials.identity.deviceId;
     const dialler = (s: LinkSession): DeviceId => (s.direction === 'outbound' ? self : s.remote);
     const low = self < a.remote ? self : a.remote;
     if (dialler(a) === low && dialler(b) !== low) return a;

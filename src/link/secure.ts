@@ -20,6 +20,15 @@ import { VmeshError } from '../errors/index.ts';
 import type { CipherState } from '../crypto/index.ts';
 import { FRAME_PREFIX_BYTES, FrameType, packetHeaderLength } from '../wire/index.ts';
 
+/** A packet's header length, or undefined if it is not a well-formed packet (then it is sealed whole). */
+function headerLength(body: Uint8Array): number | undefined {
+  try {
+    return packetHeaderLength(body);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Default frames per key per direction before a rekey. */
 export const DEFAULT_REKEY_AFTER_FRAMES = 1 << 20;
 
@@ -41,8 +50,8 @@ export class SecureChannel {
   /** A complete wire frame (length prefix included) carrying `type`/`body` sealed. */
   seal(type: number, body: Uint8Array): Buffer {
     let out: Buffer;
-    if (type === FrameType.PACKET) {
-      const n = packetHeaderLength(body);
+    const n = type === FrameType.PACKET ? headerLength(body) : undefined;
+    if (n !== undefined) {
       const payload = body.subarray(n);
       const ad = Buffer.allocUnsafe(4);
       ad.writeUInt32BE(payload.length, 0);

@@ -112,7 +112,9 @@ export class LinkSession implements Link {
     }
     return verifying.then((peer) => {
       this.lastHeard = performance.now();
-      this.keepalive = setInterval(() => this.onKeepalive(), this.options.keepaliveIntervalMs);
+      // The link may have closed between the handshake's end and this continuation.
+      if (!this.isClosed)
+        this.keepalive = setInterval(() => this.onKeepalive(), this.options.keepaliveIntervalMs);
       return peer;
     });
   }

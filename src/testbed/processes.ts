@@ -7,21 +7,15 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import type { Role } from '../crypto/index.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { controlRequest } from '../control/index.ts';
-import {
-  createCa,
-  generateIdentity,
-  issueCertificate,
-  trustOf,
-  writeCertificateFile,
-  writeIdentityFile,
-  writeTrustFile,
-} from '../crypto/index.ts';
+import { writeCertificateFile, writeIdentityFile, writeTrustFile } from '../crypto/index.ts';
+import { TestPki } from './pki.ts';
 import { VmeshError } from '../errors/index.ts';
 
 export interface TestbedDeviceSpec {
@@ -32,6 +26,12 @@ export interface TestbedDeviceSpec {
   expose?: Record<string, string>;
   /** Extra config fields (merged). */
   extra?: Record<string, unknown>;
+  /** Certificate roles. @default ['relay', 'serve'] */
+  roles?: Role[];
+  /** Extra arguments for node (e.g. diagnostics flags). */
+  nodeArgs?: string[];
+  /** Extra environment variables for the device process. */
+  env?: Record<string, string>;
 }
 
 export interface TestbedDevice {
@@ -48,6 +48,12 @@ export interface TestbedDevice {
 
 export interface Testbed {
   dir: string;
+  /** The testbed's network CA: issue more certificates (insiders, outsiders) with it. */
+  pki: TestPki;
+  /** Revokes the certificates of these serials (devices re-read the list within a second). */
+  revoke(serials: number[]): void;
+  /** Serial of each device's certificate. */
+  serials: Map<string, number>;
   devices: Map<string, TestbedDevice>;
   device(name: string): TestbedDevice;
   status(name: string): Promise<DeviceStatus>;
@@ -79,7 +85,10 @@ export interface DeviceStatus {
     threadId: number;
     endedAt?: string;
     endReason?: string;
+    report?: { dropped?: Record<string, number> };
   }[];
+  /** Packets refused by end-to-end checks, newest last. */
+  quarantine: { connection: string; reason: string; packetNumber: number; source: string }[];
   vconns: {
     connection: string;
     app: string;
@@ -133,34 +142,29 @@ export async function startTestbed(
   options: { logLevel?: string; readyTimeoutMs?: number } = {},
 ): Promise<Testbed> {
   mkdirSync(dir, { recursive: true });
-  // One network CA for the testbed; every device gets an identity and a certificate.
-  const ca = createCa('testbed');
+  // One network CA for the testbed; every device gets an identity and a certificate, and
+  // every device reads the same revocation list file (written by `testbed.revoke`).
+  const pki = new TestPki('testbed');
   const trustFile = join(dir, 'trust.json');
-  writeTrustFile(trustFile, trustOf(ca), { overwrite: true });
+  const crlFile = join(dir, 'revocations.crl');
+  writeTrustFile(trustFile, pki.trust, { overwrite: true });
   const listen = new Map<string, string>();
   for (const s of specs) listen.set(s.name, `127.0.0.1:${await freePort()}`);
   const devices = new Map<string, TestbedDevice>();
+  const serials = new Map<string, number>();
   const cli = cliCommand();
   for (const s of specs) {
     const deviceDir = join(dir, s.name);
     mkdirSync(deviceDir, { recursive: true });
-    const identity = generateIdentity();
-    writeIdentityFile(join(deviceDir, 'identity.json'), identity, { overwrite: true });
+    const issued = pki.issue(s.name, s.roles === undefined ? {} : { roles: s.roles });
+    serials.set(s.name, issued.serial);
+    writeIdentityFile(join(deviceDir, 'identity.json'), issued.identity, { overwrite: true });
     const certFile = join(deviceDir, 'device.cert');
-    writeCertificateFile(
-      certFile,
-      issueCertificate(ca, {
-        name: s.name,
-        signingPublic: identity.signingPublic,
-        agreementPublic: identity.agreementPublic,
-        notAfter: Date.now() + 24 * 3600 * 1000,
-        roles: ['relay', 'serve'],
-      }),
-    );
+    writeCertificateFile(certFile, issued.certificate, { overwrite: true });
     const config = {
       name: s.name,
       stateDir: deviceDir,
-      security: { trust: trustFile, certificate: certFile },
+      security: { trust: trustFile, certificate: certFile, revocations: crlFile },
       listen: listen.get(s.name),
       neighbours: (s.dials ?? []).map((n) => {
         const address = listen.get(n);
@@ -174,10 +178,15 @@ export async function startTestbed(
     };
     const configPath = join(deviceDir, 'config.yaml');
     writeFileSync(configPath, stringify(config));
-    const child = spawn(cli.command, [...cli.args, 'up', '--config', configPath], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NO_COLOR: '1' },
-    });
+    const child = spawn(
+      cli.command,
+      [...(s.nodeArgs ?? []), ...cli.args, 'up', '--config', configPath],
+      {
+        cwd: deviceDir,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, NO_COLOR: '1', ...s.env },
+      },
+    );
     let out = '';
     const keep = (chunk: Buffer): void => {
       out += chunk.toString('utf8');
@@ -200,6 +209,11 @@ export async function startTestbed(
   }
 
   const testbed: Testbed = {
+    pki,
+    serials,
+    revoke(list) {
+      writeFileSync(crlFile, pki.revocationList(list));
+    },
     dir,
     devices,
     device(name) {

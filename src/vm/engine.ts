@@ -255,7 +255,7 @@ export class VmEngine {
       return;
     }
     if (packet.kind === PacketKind.HANDSHAKE) {
-      this.onHandshake(packet, now);
+      this.onHandshake(packet);
       return;
     }
     if (packet.kind !== PacketKind.DATA || this.transport === undefined) {
@@ -331,7 +331,7 @@ export class VmEngine {
     for (const hop of hops) this.emit(hop, bytes);
   }
 
-  private onHandshake(packet: Packet, now: number): void {
+  private onHandshake(packet: Packet): void {
     const e2e = this.e2e;
     if (e2e === undefined) {
       this.drop('unexpected-kind');
@@ -760,9 +760,14 @@ export class VmEngine {
       now - this.startedAt >= o.idleTimeoutMs &&
       this.failedCode === undefined
     ) {
+      // As for an unacknowledged transport: the last relay report, if any, says why.
       const message = `no answer to the end-to-end handshake within ${o.idleTimeoutMs} ms`;
-      this.fail('VMESH_ERR_TIMEOUT', this.softError?.message ?? message);
-      this.finish('VMESH_ERR_TIMEOUT');
+      const code = this.softError?.code ?? 'VMESH_ERR_TIMEOUT';
+      this.fail(
+        code,
+        this.softError === undefined ? message : `${this.softError.message}; ${message}`,
+      );
+      this.finish(code);
       return;
     }
     if (this.lingerFrom !== undefined && now - this.lingerFrom >= o.finLingerMs) {

@@ -5,4 +5,3 @@ export * from './types.ts';
 export * from './packet.ts';
 export * from './control.ts';
 export * from './ping.ts';
-export * from './hello.ts';

@@ -1,7 +1,7 @@
 /**
  * Wire types: the data packet header, the control message envelope and the
  * link hello. One doc comment per field; byte layouts are in docs/wire.md and
- * in the codec files (packet.ts, control.ts, hello.ts).
+ * in the codec files (packet.ts, control.ts).
  */
 import type { ConnectionId, DeviceId } from './ids.ts';
 
@@ -100,18 +100,6 @@ export interface ControlEnvelope {
   type: number;
   /** Message body, decoded by that protocol. */
   body: Uint8Array;
-}
-
-/** Link hello: the placeholder handshake message (Noise XX replaces it). */
-export interface Hello {
-  /** Device id the sender claims; must equal the id derived from its keys. */
-  device: DeviceId;
-  /** Ed25519 public key, 32 bytes. */
-  signingKey: Uint8Array;
-  /** X25519 public key, 32 bytes. */
-  agreementKey: Uint8Array;
-  /** Human device name, UTF-8, 1..64 bytes. */
-  name: string;
 }
 
 /** Keepalive probe body: 8 bytes echoed back unchanged. */

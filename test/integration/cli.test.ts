@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { writeCertificateFile, writeIdentityFile, writeTrustFile } from '../../src/crypto/index.ts';
+import { TestPki } from '../../src/testbed/index.ts';
 
 const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'vmesh-cli-'));
@@ -54,12 +56,22 @@ test('a bad config exits 2 naming the bad field; a missing daemon exits 1 with i
   assert.equal(none.status, 2);
 });
 
+/** Writes an identity, a certificate and the trust file for device `name`; returns the config lines. */
+function admitted(name: string): string {
+  const issued = pki.issue(name);
+  writeIdentityFile(join(dir, `${name}.identity.json`), issued.identity, { overwrite: true });
+  writeCertificateFile(join(dir, `${name}.cert`), issued.certificate, { overwrite: true });
+  writeTrustFile(join(dir, 'trust.json'), pki.trust, { overwrite: true });
+  return `identity: ${name}.identity.json\nsecurity:\n  trust: trust.json\n  certificate: ${name}.cert\n`;
+}
+const pki = new TestPki('cli-test');
+
 test('routing.modules: a valid third-party protocol runs in the daemon; an invalid one stops it at start (exit 2)', async () => {
   const fixtures = fileURLToPath(new URL('../fixtures/protocols/', import.meta.url));
   const bad = join(dir, 'bad-module.yaml');
   writeFileSync(
     bad,
-    `name: M\nrouting:\n  modules: [${join(fixtures, 'bad-missing-method.mjs')}]\n`,
+    `name: M\n${admitted('M')}routing:\n  modules: [${join(fixtures, 'bad-missing-method.mjs')}]\n`,
   );
   const r = vmesh('up', '--config', bad);
   assert.equal(r.status, 2);
@@ -71,7 +83,7 @@ test('routing.modules: a valid third-party protocol runs in the daemon; an inval
   const good = join(dir, 'good-module.yaml');
   writeFileSync(
     good,
-    `name: M\nprotocols: [neighbours-only, link-state]\nlog: { level: warn }\nrouting:\n  modules: [${join(fixtures, 'neighbours-only.mjs')}]\n`,
+    `name: M\n${admitted('M')}protocols: [neighbours-only, link-state]\nlog: { level: warn }\nrouting:\n  modules: [${join(fixtures, 'neighbours-only.mjs')}]\n`,
   );
   const child = spawn(process.execPath, ['--import', 'tsx', main, 'up', '--config', good], {
     env: { ...process.env, VMESH_CONTROL: '' },

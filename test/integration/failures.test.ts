@@ -6,7 +6,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { generateIdentity } from '../../src/crypto/index.ts';
 import { connect } from '../../src/front/index.ts';
 import { LinkManager, tcpTransport } from '../../src/link/index.ts';
 import type { Link } from '../../src/link/index.ts';
@@ -107,8 +106,7 @@ test(
     const testbed = await startTestbed(dir, diamond(echo.address), { logLevel: 'warn' });
     // This test process joins the network as a neighbour "M" of B, through vmesh's own link layer.
     const manager = new LinkManager({
-      identity: generateIdentity(),
-      name: 'M',
+      credentials: testbed.pki.issue('M').credentials,
       transport: tcpTransport(),
       neighbours: [{ address: testbed.device('B').listen }],
       logger: silentLogger,

@@ -6,6 +6,9 @@ import { test } from 'node:test';
 import { loadConfig, validateConfig } from '../../../src/device/index.ts';
 import { VmeshError } from '../../../src/errors/index.ts';
 
+/** The security section every config needs (files need not exist to validate). */
+const security = { trust: 'trust.json', certificate: 'a.cert' };
+
 function configError(raw: unknown): VmeshError {
   try {
     validateConfig(raw, '/base');
@@ -18,7 +21,7 @@ function configError(raw: unknown): VmeshError {
 }
 
 test('a minimal config gets defaults and resolved paths', () => {
-  const c = validateConfig({ name: 'A' }, '/base');
+  const c = validateConfig({ name: 'A', security }, '/base');
   assert.equal(c.stateDir, '/base/.vmesh/A');
   assert.equal(c.identity, '/base/.vmesh/A/identity.json');
   assert.equal(c.control, '/base/.vmesh/A/control.sock');
@@ -26,11 +29,24 @@ test('a minimal config gets defaults and resolved paths', () => {
   assert.deepEqual(c.neighbours, []);
   assert.equal(c.limits.maxVms, 256);
   assert.equal(c.link.deadAfterMs, 4000);
+  assert.equal(c.security.trust, '/base/trust.json');
+  assert.equal(c.security.certificate, '/base/a.cert');
+  assert.equal(c.security.rekeyAfterFrames, 1 << 20);
+  assert.deepEqual(c.acl, {});
+});
+
+test('a config without security, or with a bad acl, is refused naming the field', () => {
+  assert.match(configError({ name: 'A' }).message, /security/);
+  assert.match(
+    configError({ name: 'A', security: { trust: 'x' } }).message,
+    /security\.certificate/,
+  );
+  assert.match(configError({ name: 'A', security, acl: { echo: [] } }).message, /acl\.echo/);
 });
 
 test('neighbours accept "host:port" strings and objects', () => {
   const c = validateConfig(
-    { name: 'A', neighbours: ['127.0.0.1:1', { address: '[::1]:2' }] },
+    { name: 'A', security, neighbours: ['127.0.0.1:1', { address: '[::1]:2' }] },
     '/b',
   );
   assert.deepEqual(c.neighbours, [{ address: '127.0.0.1:1' }, { address: '[::1]:2' }]);
@@ -60,11 +76,15 @@ test('loadConfig reports unreadable files and bad YAML with VMESH_ERR_CONFIG', (
     writeFileSync(bad, 'name: [unclosed');
     assert.throws(() => loadConfig(bad), { code: 'VMESH_ERR_CONFIG' });
     const good = join(dir, 'good.yaml');
-    writeFileSync(good, 'name: B\nlisten: 127.0.0.1:7000\nexpose:\n  echo: 127.0.0.1:9000\n');
+    writeFileSync(
+      good,
+      'name: B\nlisten: 127.0.0.1:7000\nexpose:\n  echo: 127.0.0.1:9000\nsecurity:\n  trust: t.json\n  certificate: b.cert\n',
+    );
     const c = loadConfig(good);
     assert.equal(c.name, 'B');
     assert.equal(c.stateDir, join(dir, '.vmesh/B'));
     assert.deepEqual(c.expose, { echo: '127.0.0.1:9000' });
+    assert.equal(c.security.certificate, join(dir, 'b.cert'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

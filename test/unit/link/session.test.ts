@@ -3,34 +3,79 @@
 import assert from 'node:assert/strict';
 import type { Duplex } from 'node:stream';
 import { test } from 'node:test';
-import { generateIdentity } from '../../../src/crypto/index.ts';
-import type { Identity } from '../../../src/crypto/index.ts';
-import { LinkManager, LinkSession, MemoryNetwork, duplexPair } from '../../../src/link/index.ts';
-import type { Link } from '../../../src/link/index.ts';
+import {
+  LinkHandshake,
+  LinkManager,
+  LinkSession,
+  MemoryNetwork,
+  SecureChannel,
+  duplexPair,
+} from '../../../src/link/index.ts';
+import type { Link, LinkCredentials } from '../../../src/link/index.ts';
 import { Counters, silentLogger } from '../../../src/observe/index.ts';
-import { FrameType, encodeFrame, encodeHello } from '../../../src/wire/index.ts';
+import { TestPki } from '../../../src/testbed/index.ts';
+import { FrameDecoder, FrameType, encodeFrame } from '../../../src/wire/index.ts';
 
 const fast = { keepaliveIntervalMs: 20, deadAfterMs: 150, handshakeTimeoutMs: 200 };
+const pki = new TestPki('unit');
 
-async function pair(
-  opts = fast,
-): Promise<{ a: LinkSession; b: LinkSession; ia: Identity; ib: Identity; ca: Counters }> {
+async function pair(opts = fast): Promise<{
+  a: LinkSession;
+  b: LinkSession;
+  ia: LinkCredentials;
+  ib: LinkCredentials;
+  ca: Counters;
+}> {
   const [x, y] = duplexPair();
-  const ia = generateIdentity();
-  const ib = generateIdentity();
+  const ia = pki.issue('A').credentials;
+  const ib = pki.issue('B').credentials;
   const ca = new Counters();
   const a = new LinkSession(x, 'outbound', opts, ca);
   const b = new LinkSession(y, 'inbound', opts, new Counters());
-  await Promise.all([a.handshake(ia, 'A'), b.handshake(ib, 'B')]);
+  await Promise.all([a.handshake(ia), b.handshake(ib)]);
   return { a, b, ia, ib, ca };
+}
+
+/** The far end of a link driven by hand: runs the handshake on `stream`, returns its channel. */
+async function handDriven(
+  stream: Duplex,
+  creds: LinkCredentials,
+  initiator: boolean,
+): Promise<{ channel: SecureChannel; last: Buffer | undefined }> {
+  const hs = new LinkHandshake(creds, initiator);
+  const decoder = new FrameDecoder();
+  const first = hs.start();
+  if (first !== undefined) stream.write(encodeFrame(FrameType.HELLO, first));
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      try {
+        for (const f of decoder.push(chunk)) {
+          const step = hs.receive(f.body);
+          const reply =
+            step.reply === undefined ? undefined : encodeFrame(FrameType.HELLO, step.reply);
+          if (step.done !== undefined) {
+            stream.off('data', onData);
+            // The initiator's last message is returned unsent, so a test can send it with more.
+            if (reply !== undefined && !initiator) stream.write(reply);
+            resolve({ channel: new SecureChannel(step.done.send, step.done.receive), last: reply });
+            return;
+          }
+          if (reply !== undefined) stream.write(reply);
+        }
+      } catch (err) {
+        reject(err as Error);
+      }
+    };
+    stream.on('data', onData);
+  });
 }
 
 const closed = (l: Link): Promise<string> => new Promise((resolve) => l.onClose(resolve));
 
 test("handshake: each side learns the other's id and name; frames flow both ways; PINGs measure RTT", async () => {
   const { a, b, ia, ib } = await pair();
-  assert.equal(a.remote, ib.deviceId);
-  assert.equal(b.remote, ia.deviceId);
+  assert.equal(a.remote, ib.identity.deviceId);
+  assert.equal(b.remote, ia.identity.deviceId);
   assert.equal(a.remoteName, 'B');
   const got: [number, string][] = [];
   b.onFrame((type, body) => got.push([type, Buffer.from(body).toString()]));
@@ -46,54 +91,90 @@ test("handshake: each side learns the other's id and name; frames flow both ways
   assert.match(await closed(b), /closed/);
 });
 
-test("handshake: a silent peer times out; a peer claiming an id that is not its keys' is refused", async () => {
+test('handshake: a silent peer times out; a certificate of another network or for other keys is refused', async () => {
   const [x] = duplexPair();
   const silent = new LinkSession(x, 'outbound', fast, new Counters());
-  await assert.rejects(silent.handshake(generateIdentity(), 'A'), { code: 'VMESH_ERR_HANDSHAKE' });
+  await assert.rejects(silent.handshake(pki.issue('A').credentials), {
+    code: 'VMESH_ERR_HANDSHAKE',
+  });
   assert.equal(silent.closed, true);
 
-  const [y, z] = duplexPair();
-  const honest = new LinkSession(y, 'inbound', fast, new Counters());
-  const liar = generateIdentity();
-  const pending = honest.handshake(generateIdentity(), 'B');
-  z.write(
-    encodeFrame(
-      FrameType.HELLO,
-      encodeHello({
-        device: generateIdentity().deviceId,
-        signingKey: liar.signingPublic,
-        agreementKey: liar.agreementPublic,
-        name: 'M',
-      }),
-    ),
-  );
-  await assert.rejects(pending, {
-    code: 'VMESH_ERR_HANDSHAKE',
-    message: /does not match its keys/,
-  });
+  const cases: [LinkCredentials, string, RegExp][] = [
+    [new TestPki('other').issue('M').credentials, 'VMESH_ERR_CERT_INVALID', /network/],
+    [
+      // A stolen certificate: B's certificate, presented with other keys.
+      { ...pki.issue('M').credentials, certificate: pki.issue('B').certificate },
+      'VMESH_ERR_CERT_INVALID',
+      /not issued for the key/,
+    ],
+    [
+      pki.issue('M', { notBefore: Date.now() - 3e6, notAfter: Date.now() - 1e6 }).credentials,
+      'VMESH_ERR_CERT_EXPIRED',
+      /expired/,
+    ],
+  ];
+  for (const [creds, code, message] of cases) {
+    for (const outsiderDials of [true, false]) {
+      const [y, z] = duplexPair();
+      const honest = new LinkSession(
+        y,
+        outsiderDials ? 'inbound' : 'outbound',
+        fast,
+        new Counters(),
+      );
+      const got: number[] = [];
+      honest.onFrame((type) => got.push(type));
+      const pending = honest.handshake(pki.issue('B').credentials);
+      const outsider = new LinkSession(
+        z,
+        outsiderDials ? 'outbound' : 'inbound',
+        fast,
+        new Counters(),
+      );
+      const theirs = outsider.handshake(creds).catch((e: unknown) => e);
+      // An outsider of another network that dials refuses our certificate itself and hangs up.
+      const hangsUp = outsiderDials && message.source === 'network';
+      await assert.rejects(pending, (e: { code: string; message: string }) =>
+        hangsUp ? e.code === 'VMESH_ERR_HANDSHAKE' : e.code === code && message.test(e.message),
+      );
+      await theirs;
+      assert.equal(honest.closed, true);
+      assert.equal(outsider.remote === '' || outsider.closed, true);
+      assert.deepEqual(got, []);
+    }
+  }
 });
 
 test('a peer that stops answering is closed as dead', async () => {
   const [x, y] = duplexPair();
-  const ia = generateIdentity();
-  const ib = generateIdentity();
   const a = new LinkSession(x, 'outbound', fast, new Counters());
-  const fake = y as Duplex;
   // The far end answers the handshake by hand, then says nothing more.
-  const done = a.handshake(ia, 'A');
-  fake.write(
-    encodeFrame(
-      FrameType.HELLO,
-      encodeHello({
-        device: ib.deviceId,
-        signingKey: ib.signingPublic,
-        agreementKey: ib.agreementPublic,
-        name: 'B',
-      }),
-    ),
-  );
+  const done = a.handshake(pki.issue('A').credentials);
+  await handDriven(y as Duplex, pki.issue('B').credentials, false);
   await done;
   assert.match(await closed(a), /^dead/);
+});
+
+test('after the handshake, unsealed frames are dropped and counted, and a tampered sealed frame closes the link', async () => {
+  const [x, y] = duplexPair();
+  const counters = new Counters();
+  const a = new LinkSession(x, 'outbound', { ...fast, deadAfterMs: 5000 }, counters);
+  const done = a.handshake(pki.issue('A').credentials);
+  const far = await handDriven(y as Duplex, pki.issue('B').credentials, false);
+  await done;
+  const got: string[] = [];
+  a.onFrame((_t, body) => got.push(Buffer.from(body).toString()));
+  (y as Duplex).write(encodeFrame(FrameType.CONTROL, Buffer.from('in clear')));
+  (y as Duplex).write(far.channel.seal(FrameType.CONTROL, Buffer.from('sealed')));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(got, ['sealed']);
+  assert.equal(a.stats().dropped.unsealed, 1);
+  const frame = far.channel.seal(FrameType.CONTROL, Buffer.from('tampered'));
+  frame[frame.length - 1] = (frame[frame.length - 1] as number) ^ 1;
+  (y as Duplex).write(frame);
+  assert.match(await closed(a), /^auth-failed/);
+  assert.equal(counters.get('link.closed', { reason: 'auth-failed' }), 1);
+  assert.deepEqual(got, ['sealed']);
 });
 
 test('a frame over maxFrameBytes closes the link with a framing error; it is counted', async () => {
@@ -125,12 +206,11 @@ test('when the outgoing queue is over its limit, frames are dropped and counted'
 
 test('LinkManager: when both sides dial each other exactly one link survives on each side, the same one', async () => {
   const net = new MemoryNetwork();
-  const ia = generateIdentity();
-  const ib = generateIdentity();
-  const make = (identity: Identity, name: string, listen: string, dial: string): LinkManager =>
+  const ia = pki.issue('A').credentials;
+  const ib = pki.issue('B').credentials;
+  const make = (credentials: LinkCredentials, listen: string, dial: string): LinkManager =>
     new LinkManager({
-      identity,
-      name,
+      credentials,
       transport: net.transport(),
       listen,
       neighbours: [{ address: dial }],
@@ -138,13 +218,13 @@ test('LinkManager: when both sides dial each other exactly one link survives on 
       counters: new Counters(),
       options: { redialMinMs: 20, redialMaxMs: 50 },
     });
-  const a = make(ia, 'A', 'mem:a', 'mem:b');
-  const b = make(ib, 'B', 'mem:b', 'mem:a');
+  const a = make(ia, 'mem:a', 'mem:b');
+  const b = make(ib, 'mem:b', 'mem:a');
   await Promise.all([a.start(), b.start()]);
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(a.links().length, 1);
   assert.equal(b.links().length, 1);
-  const dialledByLower = ia.deviceId < ib.deviceId ? 'outbound' : 'inbound';
+  const dialledByLower = ia.identity.deviceId < ib.identity.deviceId ? 'outbound' : 'inbound';
   assert.equal(a.links()[0]?.direction, dialledByLower);
   // The surviving link carries frames.
   const got: string[] = [];
@@ -156,33 +236,24 @@ test('LinkManager: when both sides dial each other exactly one link survives on 
   await b.stop();
   await new Promise((r) => setTimeout(r, 50));
   assert.equal(a.links().length, 0);
-  const b2 = make(ib, 'B', 'mem:b', 'mem:a');
+  const b2 = make(ib, 'mem:b', 'mem:a');
   await b2.start();
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(a.links().length, 1);
   await Promise.all([a.stop(), b2.stop()]);
 });
 
-test('frames that arrive before anyone listens (same read as the hello) are kept and delivered in order', async () => {
+test('frames that arrive before anyone listens (same read as the last handshake message) are kept and delivered in order', async () => {
   const [x, y] = duplexPair();
-  const ia = generateIdentity();
-  const ib = generateIdentity();
-  const a = new LinkSession(x, 'outbound', fast, new Counters());
-  const done = a.handshake(ia, 'A');
-  // The peer's hello and its first control frames in one write, as TCP may deliver them.
-  y.write(
+  const a = new LinkSession(x, 'inbound', fast, new Counters());
+  const done = a.handshake(pki.issue('A').credentials);
+  const far = await handDriven(y as Duplex, pki.issue('B').credentials, true);
+  // The initiator's last handshake message and its first control frames in one write, as TCP may deliver them.
+  (y as Duplex).write(
     Buffer.concat([
-      encodeFrame(
-        FrameType.HELLO,
-        encodeHello({
-          device: ib.deviceId,
-          signingKey: ib.signingPublic,
-          agreementKey: ib.agreementPublic,
-          name: 'B',
-        }),
-      ),
-      encodeFrame(FrameType.CONTROL, Buffer.from('first')),
-      encodeFrame(FrameType.CONTROL, Buffer.from('second')),
+      far.last as Buffer,
+      far.channel.seal(FrameType.CONTROL, Buffer.from('first')),
+      far.channel.seal(FrameType.CONTROL, Buffer.from('second')),
     ]),
   );
   await done;

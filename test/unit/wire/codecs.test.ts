@@ -5,14 +5,11 @@ import { VmeshError } from '../../../src/errors/index.ts';
 import {
   FrameDecoder,
   decodeControl,
-  decodeHello,
   decodePing,
   encodeControl,
   encodeFrame,
-  encodeHello,
   encodePing,
 } from '../../../src/wire/index.ts';
-import { deviceId } from './arbitraries.ts';
 
 const onlyVmeshErrors = (decode: (b: Uint8Array) => unknown) =>
   fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
@@ -106,25 +103,6 @@ test('control envelope round trips; garbage throws only VmeshError (property)', 
   assert.throws(() => decodeControl(Buffer.from([2, 1, 1, 0])), {
     code: 'VMESH_ERR_UNSUPPORTED_VERSION',
   });
-});
-
-test('hello round trips; garbage throws only VmeshError (property)', () => {
-  fc.assert(
-    fc.property(
-      deviceId,
-      fc.uint8Array({ minLength: 32, maxLength: 32 }),
-      fc.uint8Array({ minLength: 32, maxLength: 32 }),
-      fc.stringMatching(/^[A-Za-z0-9._-]{1,64}$/),
-      (device, signingKey, agreementKey, name) => {
-        const back = decodeHello(encodeHello({ device, signingKey, agreementKey, name }));
-        assert.equal(back.device, device);
-        assert.equal(back.name, name);
-        assert.deepEqual(Buffer.from(back.signingKey), Buffer.from(signingKey));
-        assert.deepEqual(Buffer.from(back.agreementKey), Buffer.from(agreementKey));
-      },
-    ),
-  );
-  fc.assert(onlyVmeshErrors(decodeHello));
 });
 
 test('ping bodies are exactly 8 bytes', () => {
