@@ -1,6 +1,6 @@
 /**
  * Protocol registry: names and wire ids of the routing protocols a device can
- * run, and the built-in ones. Third-party protocols (a later issue) register
+ * run, and the built-in ones. Third-party protocols (routing.modules) register
  * here too.
  */
 import { VmeshError } from '../errors/index.ts';

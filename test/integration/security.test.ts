@@ -262,3 +262,28 @@ test('revoking a device ends its links at once, and it cannot come back', async 
   assert.ok(!a.links.some((l) => l.name === 'B'), 'B linked again after revocation');
   assert.ok((a.counters['link.refused{code="VMESH_ERR_CERT_REVOKED"}'] ?? 0) > 0);
 });
+
+test('no private key appears in any device log or in the control API', async () => {
+  for (const name of ['A', 'B', 'C', 'D']) {
+    const device = testbed.device(name);
+    const identity = JSON.parse(readFileSync(join(dir, name, 'identity.json'), 'utf8')) as Record<
+      string,
+      string
+    >;
+    const secrets = [identity.signingPrivateKey, identity.agreementPrivateKey].flatMap((pem) => {
+      const der = Buffer.from((pem as string).replace(/-----[^-]+-----|\s/g, ''), 'base64');
+      const raw = der.subarray(der.length - 32); // PKCS#8 Ed25519/X25519: the key is the last 32 bytes
+      return [
+        raw.toString('hex'),
+        raw.toString('base64'),
+        raw.toString('base64url'),
+        (pem as string).split('\n')[1] as string,
+      ];
+    });
+    const status = JSON.stringify(await testbed.status(name));
+    for (const secret of secrets) {
+      assert.ok(!device.output().includes(secret), `${name}'s log holds a private key`);
+      assert.ok(!status.includes(secret), `${name}'s status holds a private key`);
+    }
+  }
+});
