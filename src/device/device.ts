@@ -552,6 +552,7 @@ export class Device implements ControlHandler {
       push: (fib: ForwardingTable) => handle.post({ t: 'fib', fib }),
     };
     const fib = this.fibs.subscribe(protocol, avoid, subscriber);
+    this.subscriptions.set(connection, { protocol, subscriber });
     let handle: VmHandle;
     try {
       handle = this.hypervisor.spawn(
@@ -574,6 +575,7 @@ export class Device implements ControlHandler {
           onMessage: (msg, vm) => this.onVmMessage(vm, msg),
           onExit: (vm, reason, code) => {
             this.fibs.unsubscribe(subscriber);
+            this.subscriptions.delete(vm.record.connection);
             if (this.vms.get(vm.record.connection) === vm) this.vms.delete(vm.record.connection);
             this.onVmExit(vm, reason, code);
           },
@@ -595,6 +597,34 @@ export class Device implements ControlHandler {
       'vm spawned',
     );
     return handle;
+  }
+
+  /** The forwarding-table subscription of each VM, by connection (to move it on failover). */
+  private readonly subscriptions = new Map<
+    ConnectionId,
+    { protocol: RoutingProtocol; subscriber: { push(fib: ForwardingTable): void } }
+  >();
+
+  /**
+   * Failover: a source or destination VM has no route that avoids its
+   * avoid-set (the relays of the app's other connections) — diversity gives
+   * way to continuity. The VM moves to the protocol's unconstrained table;
+   * on the source the reason is recorded.
+   */
+  private dropAvoidSet(vm: VmHandle): void {
+    const connection = vm.record.connection;
+    const sub = this.subscriptions.get(connection);
+    const vconn = this.vconns.get(connection);
+    if (sub === undefined || vm.record.role === 'relay') return;
+    const fib = this.fibs.resubscribe(sub.protocol, [], sub.subscriber);
+    vm.post({ t: 'fib', fib, replace: true });
+    const avoided = (vconn?.avoid ?? []).map((d) => this.directory.nameOf(d) ?? d.slice(0, 8));
+    if (vconn !== undefined) {
+      vconn.avoid = [];
+      vconn.reason += `; failover: no route avoided ${avoided.join(', ')} any more, so it may use them`;
+    }
+    this.counters.inc('vconn.failover', { kind: 'avoid-dropped' });
+    this.logger.info({ connection, avoided }, 'failover: avoid-set dropped');
   }
 
   /** Keys and trust for a source or destination VM's end-to-end session. */
@@ -664,6 +694,9 @@ export class Device implements ControlHandler {
         break;
       case 'log':
         this.logger[msg.level]({ vm: vm.record.vmId, ...msg.fields }, msg.msg);
+        break;
+      case 'avoid-unreachable':
+        this.dropAvoidSet(vm);
         break;
       case 'quarantine': {
         const { t: _t, ...item } = msg;

@@ -44,6 +44,16 @@ export class ForwardingTables {
     return entry.table;
   }
 
+  /** Moves `subscriber` to (protocol, avoid) and returns that table (failover drops an avoid-set). */
+  resubscribe(
+    protocol: RoutingProtocol,
+    avoid: readonly DeviceId[],
+    subscriber: FibSubscriber,
+  ): ForwardingTable {
+    this.unsubscribe(subscriber);
+    return this.subscribe(protocol, avoid, subscriber);
+  }
+
   unsubscribe(subscriber: FibSubscriber): void {
     for (const [key, entry] of this.entries) {
       entry.subscribers.delete(subscriber);
@@ -74,5 +84,10 @@ function keyOf(protocol: number, avoid: readonly DeviceId[]): string {
 }
 
 function digestOf(t: ForwardingTable): string {
-  return JSON.stringify([t.mode, t.neighbours, Object.entries(t.nextHops).sort()]);
+  return JSON.stringify([
+    t.mode,
+    t.neighbours,
+    Object.entries(t.nextHops).sort(),
+    Object.entries(t.paths ?? {}).sort(),
+  ]);
 }

@@ -65,6 +65,7 @@ export class VmEngine {
     appBytesSent: number;
     appBytesReceived: number;
     salvaged: number;
+    pathChanges: number;
   } = {
     packetsIn: 0,
     packetsOut: 0,
@@ -74,6 +75,7 @@ export class VmEngine {
     appBytesSent: 0,
     appBytesReceived: 0,
     salvaged: 0,
+    pathChanges: 0,
   };
   private readonly seen = new Map<DeviceId, PacketWindow>();
   private readonly neighboursSeen = new Set<DeviceId>();
@@ -99,6 +101,7 @@ export class VmEngine {
   /** Authentic data packet numbers received (replay window). */
   private readonly received = new PacketWindow(REPLAY_WINDOW);
   private handshakeSent = 0;
+  private askedAvoidDrop = false;
   private nextHandshakeAt = 0;
   private readonly startedAt: number;
   private service: net.Socket | undefined;
@@ -150,7 +153,7 @@ export class VmEngine {
         for (const item of msg.items) this.onPacket(item, now);
         break;
       case 'fib':
-        if (msg.fib.version >= this.fib.version) this.fib = msg.fib;
+        if (msg.replace === true || msg.fib.version >= this.fib.version) this.onFib(msg.fib, now);
         break;
       case 'app-write':
         this.counters.appBytesSent += msg.data.length;
@@ -301,6 +304,41 @@ export class VmEngine {
     });
   }
 
+  /**
+   * A new forwarding table. The ends adopt the table's avoid-set (the
+   * device drops the avoid-set when no route honours it), and when the table
+   * sends its packets another way, the transport resends what is
+   * unacknowledged at once by the new path (failover) rather than waiting
+   * for its retransmission timer.
+   */
+  private onFib(fib: ForwardingTable, now: number): void {
+    const before = this.firstHop();
+    this.fib = fib;
+    if (this.spec.role === 'relay') return;
+    if (fib.avoid.join() !== this.spec.avoid.join()) this.spec.avoid = [...fib.avoid];
+    if (this.spec.role !== 'source') return;
+    const after = this.firstHop();
+    if (before !== undefined && after !== undefined && after !== before) {
+      this.counters.pathChanges++;
+      (this.transport as { pathChanged?: (at: number) => void } | undefined)?.pathChanged?.(now);
+      this.pump();
+    }
+  }
+
+  /** The source's first hop toward the destination now, if it has one (unicast and source modes). */
+  private firstHop(): DeviceId | undefined {
+    if (this.fib.mode === 'flood') return undefined;
+    if (this.fib.mode === 'source') return this.fib.paths?.[this.spec.destination]?.[1];
+    return this.fib.nextHops[this.spec.destination];
+  }
+
+  /** An end with no route that honours its avoid-set: ask the device once to drop it. */
+  private avoidUnreachable(): void {
+    if (this.spec.role === 'relay' || this.spec.avoid.length === 0 || this.askedAvoidDrop) return;
+    this.askedAvoidDrop = true;
+    this.io.post({ t: 'avoid-unreachable' });
+  }
+
   /** The source (re)sends its first handshake message, with backoff, until the answer comes. */
   private sendHandshake(now: number): void {
     const e2e = this.e2e;
@@ -324,6 +362,7 @@ export class VmEngine {
     if (hops.length === 0) {
       this.drop('no-route');
       this.noRouteSince ??= now;
+      this.avoidUnreachable();
       return;
     }
     this.noRouteSince = undefined;
@@ -586,6 +625,7 @@ export class VmEngine {
     if (hops.length === 0) {
       this.drop('no-route');
       this.noRouteSince ??= now;
+      this.avoidUnreachable();
       return;
     }
     this.noRouteSince = undefined;
@@ -837,6 +877,7 @@ export class VmEngine {
       appBytesSent: this.counters.appBytesSent,
       appBytesReceived: this.counters.appBytesReceived,
       salvaged: this.counters.salvaged,
+      pathChanges: this.counters.pathChanges,
     };
     if (stats?.smoothedRttMs !== undefined) patch.rttMs = stats.smoothedRttMs;
     this.report(patch);

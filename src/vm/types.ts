@@ -120,6 +120,8 @@ export interface VmReport {
   appBytesReceived?: number;
   /** Source mode: packets this VM salvaged with its own route (RFC 4728 §8.4.2). */
   salvaged?: number;
+  /** Source: times the first hop changed and unacknowledged data was resent by the new path. */
+  pathChanges?: number;
 }
 
 /** A packet a VM refused after end-to-end checks, kept for inspection (bounded). */
@@ -134,7 +136,8 @@ export interface QuarantineItem {
 export type DeviceToVm =
   | { t: 'init'; spec: VmSpec }
   | { t: 'packets'; items: PacketItem[] }
-  | { t: 'fib'; fib: ForwardingTable }
+  /** A new forwarding table; `replace`: take it even if older (the VM's avoid-set changed). */
+  | { t: 'fib'; fib: ForwardingTable; replace?: boolean }
   | { t: 'app-write'; data: Uint8Array }
   | { t: 'app-end' }
   | { t: 'app-consumed'; bytes: number }
@@ -152,6 +155,8 @@ export type VmToDevice =
   | { t: 'app-resume' }
   | { t: 'report'; report: VmReport }
   | { t: 'done'; reason: string; code?: ErrorCode }
+  /** Source or destination: no route honours this vconn's avoid-set; the device may drop it (failover). */
+  | { t: 'avoid-unreachable' }
   | ({ t: 'quarantine' } & QuarantineItem)
   | {
       t: 'log';
