@@ -56,6 +56,7 @@ import { AppSession } from './app-session.ts';
 import type { DeviceConfig } from './config.ts';
 import { DIRECTORY_PROTOCOL_ID, Directory } from './directory.ts';
 import { FaultInjector, faultsFromEnv } from './faults.ts';
+import { FairQueue } from './scheduler.ts';
 import { ForwardingTables } from './fib.ts';
 import { selectProtocol } from './policy.ts';
 import type { Selection } from './policy.ts';
@@ -494,15 +495,26 @@ export class Device implements ControlHandler {
 
   // ---- data plane ---------------------------------------------------------------------
 
+  /** One fair queue per link (scheduler.ts): connections take turns when a link is busy. */
+  private readonly queues = new Map<Link, FairQueue>();
+
   private sendPacket(to: DeviceId, bytes: Uint8Array): void {
     const link = this.links.link(to);
     if (link === undefined) {
       this.counters.inc('switch.dropped', { reason: 'no-link' });
       return;
     }
-    if (!link.send(FrameType.PACKET, bytes))
-      this.counters.inc('switch.dropped', { reason: 'link-refused' });
-    else this.counters.inc('switch.forwarded');
+    let queue = this.queues.get(link);
+    if (queue === undefined) {
+      queue = new FairQueue(link, this.counters);
+      this.queues.set(link, queue);
+      link.onClose(() => this.queues.delete(link));
+    }
+    // The connection id (packet bytes 12..19) names the flow.
+    const flow =
+      bytes.length >= 20 ? Buffer.from(bytes.buffer, bytes.byteOffset + 12, 8).toString('hex') : '';
+    // Drops are counted by the queue (fair-queue-full) or the link (link-refused).
+    if (queue.send(flow, bytes)) this.counters.inc('switch.forwarded');
   }
 
   /** Called by the switch for a packet of a connection with no VM here. Throws VmeshError to refuse. */

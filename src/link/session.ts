@@ -175,6 +175,14 @@ export class LinkSession implements Link {
     for (const f of early ?? []) listener(f.type, f.body);
   }
 
+  get queuedBytes(): number {
+    return this.stream.writableLength;
+  }
+
+  onDrain(listener: () => void): void {
+    this.stream.on('drain', listener);
+  }
+
   onClose(listener: (reason: string) => void): void {
     if (this.isClosed) listener(this.closeReason);
     else this.closeListeners.push(listener);

@@ -42,6 +42,10 @@ export interface Link {
   /** Share of keepalives lost (0..1, smoothed); TCP links lose none unless impaired. */
   readonly lossRate: number;
   readonly closed: boolean;
+  /** Bytes written to the link and not yet handed to the socket. */
+  readonly queuedBytes: number;
+  /** Called when the link's queue has emptied below its buffer size again (after it was full). */
+  onDrain(listener: () => void): void;
   /**
    * Queues one frame. Returns false (and counts a drop) when the link is
    * closed or more than `maxQueuedBytes` are already waiting to be written.

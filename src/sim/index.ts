@@ -4,6 +4,7 @@
  * figures `vmesh sim` reports. The only door of src/sim/.
  */
 export { SimNetwork, simId, CONTROL_OVERHEAD_BYTES } from './network.ts';
+export { EventHeap } from './heap.ts';
 export type { DeviceStats, SimObserver, SimOptions } from './network.ts';
 export { Traffic } from './traffic.ts';
 export type { Flow, TrafficOptions, TrafficStats } from './traffic.ts';

@@ -332,9 +332,14 @@ export class VmEngine {
     return this.fib.nextHops[this.spec.destination];
   }
 
-  /** An end with no route that honours its avoid-set: ask the device once to drop it. */
+  /**
+   * An end that has had no route honouring its avoid-set for AVOID_GRACE_MS
+   * (not a passing gap while routes converge): ask the device once to drop it.
+   */
   private avoidUnreachable(): void {
     if (this.spec.role === 'relay' || this.spec.avoid.length === 0 || this.askedAvoidDrop) return;
+    if (this.noRouteSince === undefined || this.io.now() - this.noRouteSince < AVOID_GRACE_MS)
+      return;
     this.askedAvoidDrop = true;
     this.io.post({ t: 'avoid-unreachable' });
   }
@@ -781,6 +786,7 @@ export class VmEngine {
   private checkTimers(now: number): void {
     if (this.done) return;
     const o = this.spec.options;
+    this.avoidUnreachable();
     if (
       this.noRouteSince !== undefined &&
       now - this.noRouteSince >= o.noRouteGraceMs &&
@@ -825,7 +831,11 @@ export class VmEngine {
     const times: number[] = [];
     const t = this.transport?.nextDeadline();
     if (t !== undefined) times.push(t);
-    if (this.noRouteSince !== undefined) times.push(this.noRouteSince + o.noRouteGraceMs);
+    if (this.noRouteSince !== undefined) {
+      times.push(this.noRouteSince + o.noRouteGraceMs);
+      if (this.spec.avoid.length > 0 && !this.askedAvoidDrop)
+        times.push(this.noRouteSince + AVOID_GRACE_MS);
+    }
     if (this.lingerFrom !== undefined) times.push(this.lingerFrom + o.finLingerMs);
     if (this.spec.role === 'relay') times.push(this.lastPacketAt + o.relayIdleMs);
     if (this.reportDirty) times.push(this.lastReportAt + 500);
@@ -899,6 +909,8 @@ export class VmEngine {
 }
 
 /** Sliding window of seen packet numbers (flood duplicate suppression), bounded memory. */
+/** How long an end has no route around its avoid-set before it asks to drop the set (failover). */
+const AVOID_GRACE_MS = 1000;
 /** Packet numbers remembered for replay detection (per direction). */
 const REPLAY_WINDOW = 8192;
 /** Bytes of a rejected packet kept for inspection. */

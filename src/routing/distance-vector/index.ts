@@ -91,6 +91,14 @@ export type { HelloTlv, IhuTlv, RouteRequestTlv, SeqnoRequestTlv, UpdateTlv } fr
 
 export interface DistanceVectorInit {
   /**
+   * Count a Hello that is late as missed (RFC 8966 §3.4.1, for links that go
+   * silent without a link-layer signal). Off by default: vmesh links report
+   * their own failure (linkDown) and never lose frames, only delay them — a
+   * busy CPU would otherwise take links down. Gaps in Hello seqnos always count.
+   * @default false
+   */
+  countLateHellos?: boolean;
+  /**
    * Interval between Hellos on each link, ms (RFC 8966 default: 4 s).
    * @default 1000
    */
@@ -337,6 +345,7 @@ class DistanceVector implements RoutingProtocol {
     this.signer = c.signer ?? nullSigner;
     this.o = {
       helloIntervalMs: init.helloIntervalMs ?? 1000,
+      countLateHellos: init.countLateHellos ?? false,
       ihuIntervalMs: init.ihuIntervalMs ?? 3000,
       updateIntervalMs: init.updateIntervalMs ?? 4000,
       sourceGcMs: init.sourceGcMs ?? 180000,
@@ -467,8 +476,9 @@ class DistanceVector implements RoutingProtocol {
     }
     for (const [id, n] of this.neighbours) {
       let changed = false;
-      // Missed Hellos (§3.4.1): each late Hello shifts a miss into the history.
-      for (let i = 0; n.helloDeadline <= now && i <= HISTORY; i++) {
+      // Missed Hellos (§3.4.1): each late Hello shifts a miss into the history (only with
+      // countLateHellos: vmesh links delay but never lose frames, and report their own failure).
+      for (let i = 0; this.o.countLateHellos && n.helloDeadline <= now && i <= HISTORY; i++) {
         n.history.push(false);
         if (n.history.length > HISTORY) n.history.shift();
         if (n.expected !== undefined) n.expected = seqnoPlus(n.expected, 1);

@@ -98,6 +98,15 @@ export interface LinkStateInit {
    */
   jitter?: number;
   /**
+   * Count a HELLO that is late as lost (RFC 3626 §14, for radio links that go
+   * silent without a link-layer signal). Off by default: vmesh links report
+   * their own failure (linkDown) and never lose frames, only delay them — a
+   * busy CPU would otherwise read as loss and move routes. Gaps in HELLO
+   * sequence numbers always count.
+   * @default false
+   */
+  countLateHellos?: boolean;
+  /**
    * Weight of the newest HELLO in the link-quality average (RFC 3626 §14
    * HYST_SCALING): on a HELLO q ← (1−s)q + s, on a missed one q ← (1−s)q.
    * @default 0.1
@@ -243,6 +252,7 @@ class LinkState implements RoutingProtocol {
       hopLimit: init.hopLimit ?? 32,
       jitter: init.jitter ?? 0.1,
       qualityScaling: Math.min(1, Math.max(0, init.qualityScaling ?? 0.1)),
+      countLateHellos: init.countLateHellos ?? false,
       maxEtx: Math.max(1, init.maxEtx ?? 16),
       costHysteresis: init.costHysteresis ?? 0.2,
       mpr: init.mpr ?? false,
@@ -354,7 +364,7 @@ class LinkState implements RoutingProtocol {
         this.counters.holdExpired++;
         continue;
       }
-      if (now >= n.expectBy) {
+      if (this.o.countLateHellos && now >= n.expectBy) {
         // Missed HELLOs (RFC 3626 §14): each missed interval counts as a loss now; the sequence
         // gap of the next HELLO does not count it again.
         const interval = expectedInterval(n);
@@ -394,7 +404,8 @@ class LinkState implements RoutingProtocol {
     if (this.pendingOriginate) next = Math.min(next, this.lastOriginated + this.o.minLsaIntervalMs);
     for (const n of this.neighbours.values()) {
       if (!n.heard) continue;
-      next = Math.min(next, n.expectBy, n.lastHeard + this.o.neighbourHoldMs);
+      if (this.o.countLateHellos) next = Math.min(next, n.expectBy);
+      next = Math.min(next, n.lastHeard + this.o.neighbourHoldMs);
     }
     for (const [origin, e] of this.lsdb)
       if (origin !== this.self) next = Math.min(next, e.expiresAt);

@@ -167,9 +167,9 @@ test('link costs from linkUp are summed into the metric', () => {
 
 // ---- neighbour acquisition and link quality (§3.4, Appendix A) -------------------------
 
-test('a lossy link costs more (ETX), and a silent one is dropped after 2 of 3 missed Hellos', () => {
+test('a lossy link costs more (ETX), and (countLateHellos) a silent one is dropped after 2 of 3 missed Hellos', () => {
   // Nominal cost 10 on every link, so the loss factor shows after rounding.
-  const net = new TestNet(4, distanceVector());
+  const net = new TestNet(4, distanceVector({ countLateHellos: true }));
   for (const [a, b] of topologies.diamond()) net.up(a, b, 10);
   net.run(3000);
   const [B, C, D] = [1, 2, 3].map((i) => id(net, i));

@@ -286,8 +286,8 @@ test('quality drops on a link losing half its HELLOs, and the route moves to a c
   assert.equal(neighbourCost(net, 2, 1), 1);
 });
 
-test('a neighbour that falls silent loses quality per missed HELLO interval before its hold time runs out', () => {
-  const net = new TestNet(2, linkState()).edges([]);
+test('countLateHellos: a neighbour that falls silent loses quality per missed HELLO interval before its hold time runs out', () => {
+  const net = new TestNet(2, linkState({ countLateHellos: true })).edges([]);
   net.up(0, 1, 100);
   net.run(5000);
   assert.equal(neighbourCost(net, 0, 1), 100);

@@ -11,6 +11,7 @@ import type {
 } from '../../../src/routing/index.ts';
 import { flooding, linkState } from '../../../src/routing/index.ts';
 import {
+  EventHeap,
   SimNetwork,
   Traffic,
   components,
@@ -27,7 +28,6 @@ import {
   simulate,
   topologyFrom,
 } from '../../../src/sim/index.ts';
-import { EventHeap } from '../../../src/sim/heap.ts';
 
 test('topology builders make the shapes they name, connected', () => {
   assert.equal(line(5).edges.length, 4);
