@@ -84,8 +84,22 @@ export const configSchema = z
       .default({ modules: [], discoveryWaitMs: 2000, refreshMs: 1000 }),
     limits: z
       .object({
+        /** VMs alive at once; one more is refused with VMESH_ERR_VM_LIMIT (pool Workers do not count). */
         maxVms: positiveInt.default(256),
+        /** V8 old-generation heap limit per VM, MiB; over it the VM ends with VMESH_ERR_VM_CRASHED. */
         vmHeapMb: positiveInt.default(64),
+        /** V8 young-generation limit per VM, MiB. */
+        vmYoungMb: positiveInt.default(16),
+        /** Stack size of a VM's thread, MiB. */
+        vmStackMb: positiveInt.default(4),
+        /** Pre-booted idle Workers kept ready for new VMs (0: none). */
+        vmPool: z.number().int().min(0).max(1024).default(4),
+        /** How often each live VM is pinged, ms. */
+        watchdogIntervalMs: positiveInt.default(1000),
+        /** A VM that has not answered a ping for this long is terminated (VMESH_ERR_VM_CRASHED), ms. */
+        watchdogTimeoutMs: positiveInt.default(5000),
+        /** A relay VM silent toward the device this long is terminated. Default: 10 × vm.relayIdleMs. */
+        maxIdleMs: positiveInt.optional(),
         maxFrameBytes: positiveInt.min(1024).default(256 * 1024),
         maxQueuedBytes: positiveInt.default(8 * 1024 * 1024),
       })
@@ -93,6 +107,11 @@ export const configSchema = z
       .default({
         maxVms: 256,
         vmHeapMb: 64,
+        vmYoungMb: 16,
+        vmStackMb: 4,
+        vmPool: 4,
+        watchdogIntervalMs: 1000,
+        watchdogTimeoutMs: 5000,
         maxFrameBytes: 256 * 1024,
         maxQueuedBytes: 8 * 1024 * 1024,
       }),

@@ -134,7 +134,13 @@ export interface QuarantineItem {
 }
 
 export type DeviceToVm =
-  | { t: 'init'; spec: VmSpec }
+  /**
+   * The VM's spec. `ordinal`: how many VMs of this role the hypervisor has
+   * spawned, this one included (1-based); only the test fault hook reads it.
+   */
+  | { t: 'init'; spec: VmSpec; ordinal?: number }
+  /** Watchdog: answered by the Worker shell (worker.ts) with a pong of the same `seq`. */
+  | { t: 'ping'; seq: number }
   | { t: 'packets'; items: PacketItem[] }
   /** A new forwarding table; `replace`: take it even if older (the VM's avoid-set changed). */
   | { t: 'fib'; fib: ForwardingTable; replace?: boolean }
@@ -145,6 +151,10 @@ export type DeviceToVm =
   | { t: 'stop'; code: ErrorCode; message: string };
 
 export type VmToDevice =
+  /** The Worker shell has loaded the engine module and waits for `init` (warm pool). */
+  | { t: 'booted' }
+  /** Watchdog answer from the Worker shell. */
+  | { t: 'pong'; seq: number }
   | { t: 'ready' }
   | { t: 'send'; items: PacketItem[] }
   | { t: 'app-open' }
@@ -177,8 +187,16 @@ export interface VmRecord {
   /** Worker thread id. */
   threadId: number;
   spawnedAt: string;
+  /** True when the VM was a pre-booted Worker from the warm pool, false for a cold spawn. */
+  pooled: boolean;
+  /** Milliseconds from `spawn()` to the VM's `ready` (absent until it is ready). */
+  readyMs?: number;
   endedAt?: string;
-  /** Why it ended: 'closed', 'idle', 'fin', an error code, 'crashed: ...'. */
+  /**
+   * Why it ended: 'closed', 'idle', 'fin', an error code, or set by the
+   * hypervisor: 'crashed: ...', 'out-of-memory: ...', 'hung: no answer for N ms',
+   * 'idle: no message to the device for N ms'.
+   */
   endReason?: string;
   report: VmReport;
 }
