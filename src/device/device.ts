@@ -26,7 +26,7 @@ import {
   verifyCertificate,
 } from '../crypto/index.ts';
 import type { Certificate, Identity, RevocationList, Trust } from '../crypto/index.ts';
-import { VmeshError, toVmeshError } from '../errors/index.ts';
+import { ERRORS, VmeshError, toVmeshError } from '../errors/index.ts';
 import type { ErrorCode } from '../errors/index.ts';
 import { LinkManager, tcpTransport } from '../link/index.ts';
 import type { Link, Transport } from '../link/index.ts';
@@ -50,8 +50,15 @@ import type {
   VmRole,
   VmToDevice,
 } from '../vm/index.ts';
-import { FrameType, decodeControl, encodeControl } from '../wire/index.ts';
-import type { ConnectionId, DeviceId } from '../wire/index.ts';
+import {
+  FrameType,
+  PacketKind,
+  decodeControl,
+  encodeControl,
+  encodeErrorPayload,
+  encodePacket,
+} from '../wire/index.ts';
+import type { ConnectionId, DeviceId, Packet } from '../wire/index.ts';
 import { AppSession } from './app-session.ts';
 import type { DeviceConfig } from './config.ts';
 import { DIRECTORY_PROTOCOL_ID, Directory } from './directory.ts';
@@ -129,7 +136,15 @@ export class Device implements ControlHandler {
       {
         maxVms: this.config.limits.maxVms,
         vmHeapMb: this.config.limits.vmHeapMb,
+        vmYoungMb: this.config.limits.vmYoungMb,
+        vmStackMb: this.config.limits.vmStackMb,
         maxQueuedBytes: this.config.limits.maxQueuedBytes,
+        poolSize: this.config.limits.vmPool,
+        watchdogIntervalMs: this.config.limits.watchdogIntervalMs,
+        watchdogTimeoutMs: this.config.limits.watchdogTimeoutMs,
+        ...(this.config.limits.maxIdleMs === undefined
+          ? {}
+          : { maxIdleMs: this.config.limits.maxIdleMs }),
       },
       this.logger,
       this.counters,
@@ -639,6 +654,32 @@ export class Device implements ControlHandler {
     this.logger.info({ connection, avoided }, 'failover: avoid-set dropped');
   }
 
+  /**
+   * Tells a connection's source that this device's VM for it ended by error
+   * (crash, out of memory, hang): an ERROR packet from the destination is
+   * final for the source, so the app gets the code at once instead of a timeout.
+   */
+  private reportToSource(record: VmRecord, code: ErrorCode, reason: string): void {
+    const protocol = [...this.protocols.values()].find((p) => p.name === record.protocol);
+    const hop =
+      protocol?.route(record.source, new Set(record.avoid))?.nextHop ??
+      protocol?.route(record.source)?.nextHop;
+    if (protocol === undefined || hop === undefined) return;
+    const error: Packet = {
+      kind: PacketKind.ERROR,
+      protocol: protocol.id,
+      flags: 0,
+      hopLimit: this.vmOptions.hopLimit,
+      connection: record.connection,
+      source: this.id,
+      destination: record.source,
+      packetNumber: 0,
+      payload: encodeErrorPayload({ wire: ERRORS[code].wire, reason: reason.slice(0, 200) }),
+    };
+    if (record.avoid.length > 0) error.avoid = record.avoid;
+    this.sendPacket(hop, encodePacket(error));
+  }
+
   /** Keys and trust for a source or destination VM's end-to-end session. */
   private e2eSpec(role: VmRole, destination: DeviceId): E2eSpec {
     const spec: E2eSpec = {
@@ -730,6 +771,12 @@ export class Device implements ControlHandler {
   private onVmExit(vm: VmHandle, reason: string, code: ErrorCode | undefined): void {
     const connection = vm.record.connection;
     this.logger.info({ role: vm.record.role, connection, vm: vm.record.vmId, reason }, 'vm ended');
+    if (
+      vm.record.role === 'destination' &&
+      (code === 'VMESH_ERR_VM_CRASHED' || code === 'VMESH_ERR_TIMEOUT')
+    ) {
+      this.reportToSource(vm.record, code, `the destination's VM ended: ${reason}`);
+    }
     if (vm.record.role !== 'source') return;
     if (code !== undefined) this.failVconn(connection, code, `VM ended: ${reason}`);
     const vconn = this.vconns.get(connection);

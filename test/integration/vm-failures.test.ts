@@ -169,3 +169,48 @@ test(
     }
   },
 );
+
+test(
+  'a destination VM that crashes gives the app VMESH_ERR_VM_CRASHED at once (the destination reports it)',
+  { timeout: 120000 },
+  async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmesh-vm-dest-crash-'));
+    const echo = await startEchoServer();
+    const testbed = await startTestbed(
+      dir,
+      [
+        { name: 'A', dials: ['B'] },
+        { name: 'B', dials: ['D'] },
+        {
+          name: 'D',
+          expose: { echo: echo.address },
+          env: {
+            VMESH_TEST_VM_FAULT: JSON.stringify([
+              { role: 'destination', nth: 1, crashAfterPackets: 20 },
+            ]),
+          },
+        },
+      ],
+      { logLevel: 'warn' },
+    );
+    try {
+      await testbed.converged();
+      const stream = await connect({
+        control: testbed.device('A').control,
+        to: 'D',
+        service: 'echo',
+        app: 'x',
+        protocol: 'link-state',
+      });
+      const err = await pumpUntilError(stream);
+      assert.equal(err.code, 'VMESH_ERR_VM_CRASHED', `${err.code}: ${err.message}`);
+      assert.match(err.message, /destination's VM ended: crashed/);
+      const d = await testbed.status('D');
+      assert.equal(d.counters['vm.crashed{role="destination"}'], 1);
+    } finally {
+      await testbed.stop();
+      await echo.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
