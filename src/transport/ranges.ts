@@ -15,54 +15,73 @@ export class RangeSet {
     return this.ranges;
   }
 
-  has(n: number): boolean {
-    for (const [s, e] of this.ranges) {
-      if (n < s) return false;
-      if (n < e) return true;
+  /** Index of the first range whose end is >= n (the one that may hold or touch n). */
+  private search(n: number): number {
+    const r = this.ranges;
+    let lo = 0;
+    let hi = r.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((r[mid] as [number, number])[1] < n) lo = mid + 1;
+      else hi = mid;
     }
-    return false;
+    return lo;
+  }
+
+  has(n: number): boolean {
+    const r = this.ranges[this.search(n + 1)];
+    return r !== undefined && r[0] <= n && n < r[1];
   }
 
   /** Adds [start, end); returns the number of values that were not in the set. */
   add(start: number, end: number): number {
     if (end <= start) return 0;
+    const r = this.ranges;
+    const i = this.search(start);
+    const first = r[i];
+    if (first !== undefined && first[0] <= start && first[1] >= end) return 0;
     let added = end - start;
-    const out: [number, number][] = [];
     let s = start;
     let e = end;
-    for (const r of this.ranges) {
-      if (r[1] < s || r[0] > e) {
-        out.push(r);
-        continue;
-      }
-      added -= Math.max(0, Math.min(r[1], end) - Math.max(r[0], start));
-      s = Math.min(s, r[0]);
-      e = Math.max(e, r[1]);
+    let j = i;
+    for (; j < r.length; j++) {
+      const x = r[j] as [number, number];
+      if (x[0] > end) break;
+      added -= Math.max(0, Math.min(x[1], end) - Math.max(x[0], start));
+      s = Math.min(s, x[0]);
+      e = Math.max(e, x[1]);
     }
-    out.push([s, e]);
-    out.sort((a, b) => a[0] - b[0]);
-    this.ranges = out;
+    r.splice(i, j - i, [s, e]);
     return added;
   }
 
   /** Removes [start, end). */
   remove(start: number, end: number): void {
     if (end <= start) return;
+    const r = this.ranges;
+    const i = this.search(start + 1);
     const out: [number, number][] = [];
-    for (const [s, e] of this.ranges) {
-      if (e <= start || s >= end) out.push([s, e]);
-      else {
-        if (s < start) out.push([s, start]);
-        if (e > end) out.push([end, e]);
-      }
+    let j = i;
+    for (; j < r.length; j++) {
+      const [s, e] = r[j] as [number, number];
+      if (s >= end) break;
+      if (s < start) out.push([s, start]);
+      if (e > end) out.push([end, e]);
     }
-    this.ranges = out;
+    if (j > i || out.length > 0) r.splice(i, j - i, ...out);
+  }
+
+  /** Does any value in [start, end) belong to the set? */
+  intersects(start: number, end: number): boolean {
+    if (end <= start) return false;
+    const r = this.ranges[this.search(start + 1)];
+    return r !== undefined && r[0] < end;
   }
 
   /** End of the range starting at `from` (i.e. the first value >= from not in the set). */
   contiguousFrom(from: number): number {
-    for (const [s, e] of this.ranges) if (s <= from && from < e) return e;
-    return from;
+    const r = this.ranges[this.search(from + 1)];
+    return r !== undefined && r[0] <= from ? r[1] : from;
   }
 
   /** First range, if any. */

@@ -51,10 +51,28 @@ export interface TransportOptions {
    */
   maxAckDelayMs?: number;
   /**
-   * Cap on bytes in flight (a fixed congestion window; real congestion control later).
+   * Cap on bytes in flight: the largest congestion window (a resource limit).
    * @default 4194304
    */
   maxInFlightBytes?: number;
+  /**
+   * Initial congestion window in bytes (RFC 9002 §7.2).
+   * @default min(10 · maxPayloadBytes, max(14720, 2 · maxPayloadBytes))
+   */
+  initialWindowBytes?: number;
+  /**
+   * An open connection with nothing awaiting acknowledgement sends a PING
+   * (ack-eliciting) when nothing was sent or received for this long, so an idle
+   * path stays warm and a vanished peer is noticed by `idleTimeoutMs`. 0 disables.
+   * @default 5000
+   */
+  keepaliveMs?: number;
+  /**
+   * Pace stream data at 1.25 · cwnd / smoothed RTT (RFC 9002 §7.7) instead of
+   * sending a window at once. Needs the caller to poll at `nextDeadline()`.
+   * @default false
+   */
+  pacing?: boolean;
 }
 
 /** Events the transport reports; drained with `events()`. */
@@ -91,8 +109,25 @@ export interface TransportStats {
   duplicatesDropped: number;
   malformedDropped: number;
   smoothedRttMs: number | undefined;
+  minRttMs: number | undefined;
+  /** The current probe timeout (RFC 9002 §6.2.1), backoff included. */
   rtoMs: number;
   bytesInFlight: number;
+  congestionWindowBytes: number;
+  /** Slow-start threshold; undefined while infinite (or unknown to a custom controller). */
+  ssthreshBytes: number | undefined;
+  /** Window reductions for loss. */
+  congestionEvents: number;
+  /** Written and not yet acknowledged. */
+  sendBufferedBytes: number;
+  /** Packets declared lost (packet or time threshold). */
+  lostPackets: number;
+  /** Packets declared lost and acknowledged afterwards. */
+  spuriousLosses: number;
+  ptoExpirations: number;
+  persistentCongestions: number;
+  keepalivesSent: number;
+  pathChanges: number;
 }
 
 export interface StreamTransport {
@@ -106,6 +141,13 @@ export interface StreamTransport {
   write(data: Uint8Array, now: number): boolean;
   /** Finish sending (half-close) after queued bytes. */
   end(now: number): void;
+  /**
+   * The owner moved the connection to another path (route or protocol): the
+   * congestion controller and RTT estimate go back to their initial values and
+   * everything unacknowledged is queued again at once (RFC 9000 §9.4), within the
+   * reset window; the next `poll` sends it.
+   */
+  pathChanged(now: number): void;
   /** Abort: send a close with this code; terminal. */
   abort(code: string, message: string, now: number): void;
   /** The application consumed `bytes` of delivered data (opens the receive window). */
@@ -116,7 +158,7 @@ export interface StreamTransport {
   poll(now: number): OutgoingPacket[];
   /** Events since the last call. */
   events(): TransportEvent[];
-  /** Absolute time of the next needed poll for timers (RTO, delayed ack, idle), or undefined. */
+  /** Absolute time of the next needed poll for timers (loss, PTO, delayed ack, idle, keepalive, pacing), or undefined. */
   nextDeadline(): number | undefined;
   /** True once 'closed' or 'error' was reported. */
   readonly finished: boolean;

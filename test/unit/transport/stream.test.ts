@@ -12,6 +12,7 @@ import {
   createTransport,
   decodeFrames,
   encodeFrames,
+  MAX_ACK_RANGES,
 } from '../../../src/transport/index.ts';
 import type {
   StreamTransport,
@@ -339,14 +340,19 @@ test('transport frames round trip and the decoder throws only VmeshError (proper
       code: fc.stringMatching(/^[A-Z_]{0,30}$/),
       reason: fc.string({ maxLength: 40 }),
     }),
-    fc.array(fc.integer({ min: 0, max: 1000 }), { minLength: 1, maxLength: 10 }).map((xs) => {
-      const sorted = [...new Set(xs)].sort((a, b) => b - a);
-      return {
-        kind: 'ack' as const,
-        delayMs: 0,
-        ranges: sorted.map((x): [number, number] => [x, x]),
-      };
-    }),
+    fc
+      .tuple(
+        fc.integer({ min: 0, max: 0xffff }),
+        fc.uniqueArray(fc.integer({ min: 0, max: 2 ** 47 }), { minLength: 2, maxLength: 64 }),
+      )
+      .map(([delayMs, xs]) => {
+        // Sorted distinct bounds paired up: disjoint inclusive ranges, highest first.
+        const bounds = [...xs].sort((a, b) => b - a).slice(0, 2 * MAX_ACK_RANGES);
+        const ranges: [number, number][] = [];
+        for (let i = 0; i + 1 < bounds.length; i += 2)
+          ranges.push([bounds[i + 1] as number, bounds[i] as number]);
+        return { kind: 'ack' as const, delayMs, ranges };
+      }),
   );
   fc.assert(
     fc.property(fc.array(frame, { minLength: 1, maxLength: 6 }), (frames) => {
@@ -377,7 +383,7 @@ test('transport frames round trip and the decoder throws only VmeshError (proper
   );
 });
 
-test('RTT estimator follows RFC 6298 on a known sequence', () => {
+test('RTT estimator follows RFC 6298 (same smoothing as RFC 9002 §5.3 with no ack delay) on a known sequence', () => {
   const r = new RttEstimator(1000, 200, 10000);
   assert.equal(r.rto(), 1000);
   r.sample(100);
@@ -408,7 +414,22 @@ test('RangeSet merges, removes and answers membership like a Set (property)', ()
             for (let i = 0; i < len; i++) ref.delete(start + i);
           }
         }
-        for (let i = 0; i < 80; i++) assert.equal(set.has(i), ref.has(i), `value ${i}`);
+        for (let i = 0; i < 80; i++) {
+          assert.equal(set.has(i), ref.has(i), `value ${i}`);
+          let end = i;
+          while (ref.has(end)) end++;
+          assert.equal(set.contiguousFrom(i), end, `contiguous from ${i}`);
+          for (const len of [1, 3, 10]) {
+            const any = [...Array(len).keys()].some((k) => ref.has(i + k));
+            assert.equal(set.intersects(i, i + len), any, `[${i}, ${i + len})`);
+          }
+        }
+        // Ranges stay sorted, disjoint, non-touching and non-empty.
+        const list = set.list();
+        list.forEach(([s, e], k) => {
+          assert.ok(s < e);
+          if (k > 0) assert.ok((list[k - 1] as readonly [number, number])[1] < s);
+        });
       },
     ),
   );
