@@ -91,6 +91,8 @@ export interface VconnRecord {
   bytesReceived: number;
 }
 
+/** Refreshes in a row a changed link cost must be measured before the protocols hear of it. */
+const COST_STREAK = 3;
 /** Quarantined packets kept for inspection. */
 const MAX_QUARANTINE = 64;
 
@@ -123,6 +125,8 @@ export class Device implements ControlHandler {
   private refreshTimer: NodeJS.Timeout | undefined;
   /** Called whenever any protocol's routes change (connections waiting for a discovery). */
   private readonly routeWaiters = new Set<() => void>();
+  /** Refreshes in a row a neighbour's measured cost has differed from the reported one. */
+  private readonly costStreak = new Map<DeviceId, number>();
   /** Link cost last reported to the protocols, per neighbour. */
   private readonly reportedCost = new Map<DeviceId, number>();
   private readonly startedAt = performance.now();
@@ -425,7 +429,17 @@ export class Device implements ControlHandler {
     for (const link of this.links.links()) {
       const was = this.reportedCost.get(link.remote);
       const cost = linkCost(link.rttMs, link.lossRate);
-      if (was === undefined || !costChanged(was, cost)) continue;
+      if (was === undefined || !costChanged(was, cost)) {
+        this.costStreak.delete(link.remote);
+        continue;
+      }
+      // A new cost must hold for COST_STREAK refreshes in a row: a busy moment is not a slow link.
+      const streak = (this.costStreak.get(link.remote) ?? 0) + 1;
+      if (streak < COST_STREAK) {
+        this.costStreak.set(link.remote, streak);
+        continue;
+      }
+      this.costStreak.delete(link.remote);
       this.reportedCost.set(link.remote, cost);
       this.counters.inc('link.cost.changes');
       for (const p of this.protocols.values()) this.run(p, p.linkCost(link.remote, cost, now));

@@ -320,7 +320,7 @@ export class VmEngine {
     const after = this.firstHop();
     if (before !== undefined && after !== undefined && after !== before) {
       this.counters.pathChanges++;
-      (this.transport as { pathChanged?: (at: number) => void } | undefined)?.pathChanged?.(now);
+      this.transport?.pathChanged(now);
       this.pump();
     }
   }
