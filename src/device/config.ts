@@ -79,9 +79,14 @@ export const configSchema = z
         discoveryWaitMs: positiveInt.default(2000),
         /** How often open connections refresh their routes and links report measured costs, ms. */
         refreshMs: positiveInt.default(1000),
+        /**
+         * Link costs from measured RTT and loss (true), or 1 for every link (false: routes move
+         * only when links come and go — the testbed uses this so its own load cannot move routes).
+         */
+        measuredCosts: z.boolean().default(true),
       })
       .strict()
-      .default({ modules: [], discoveryWaitMs: 2000, refreshMs: 1000 }),
+      .default({ modules: [], discoveryWaitMs: 2000, refreshMs: 1000, measuredCosts: true }),
     limits: z
       .object({
         /** VMs alive at once; one more is refused with VMESH_ERR_VM_LIMIT (pool Workers do not count). */

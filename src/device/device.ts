@@ -354,7 +354,7 @@ export class Device implements ControlHandler {
       { neighbour: link.remoteName, id: link.remote, direction: link.direction },
       'link up',
     );
-    const cost = linkCost(link.rttMs, link.lossRate);
+    const cost = this.config.routing.measuredCosts ? linkCost(link.rttMs, link.lossRate) : 1;
     this.reportedCost.set(link.remote, cost);
     for (const p of this.protocols.values()) this.run(p, p.linkUp(link.remote, cost, now));
     this.runDirectory(this.directory.linkUp(link.remote, now));
@@ -426,7 +426,7 @@ export class Device implements ControlHandler {
     if (this.stopping) return;
     this.reloadRevocations();
     const now = performance.now();
-    for (const link of this.links.links()) {
+    for (const link of this.config.routing.measuredCosts ? this.links.links() : []) {
       const was = this.reportedCost.get(link.remote);
       const cost = linkCost(link.rttMs, link.lossRate);
       if (was === undefined || !costChanged(was, cost)) {

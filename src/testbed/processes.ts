@@ -85,7 +85,7 @@ export interface DeviceStatus {
     threadId: number;
     endedAt?: string;
     endReason?: string;
-    report?: { dropped?: Record<string, number> };
+    report?: { dropped?: Record<string, number>; pathChanges?: number };
   }[];
   /** Packets refused by end-to-end checks, newest last. */
   quarantine: { connection: string; reason: string; packetNumber: number; source: string }[];
@@ -165,6 +165,8 @@ export async function startTestbed(
       name: s.name,
       stateDir: deviceDir,
       security: { trust: trustFile, certificate: certFile, revocations: crlFile },
+      // Static link costs: the testbed's own CPU load must not move routes under a test.
+      routing: { measuredCosts: false },
       listen: listen.get(s.name),
       neighbours: (s.dials ?? []).map((n) => {
         const address = listen.get(n);

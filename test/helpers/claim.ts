@@ -45,19 +45,31 @@ export async function assertClaimFacts(testbed: Testbed, ids: string[]): Promise
   assert.deepEqual(vmsOf('D', 'destination').sort(), [...ids].sort());
   // (g), (h): one relay VM per connection, on distinct relays.
   const relayOf = ids.map((id) => ['B', 'C'].filter((r) => vmsOf(r, 'relay').includes(id)));
-  assert.deepEqual(
-    relayOf.map((r) => r.length),
-    [1, 1],
-    `relay VMs: ${JSON.stringify(relayOf)}`,
+  // A connection whose source recorded a path change (a link declared dead under load, then
+  // failover) legitimately spawned a relay VM on each relay it used; otherwise exactly one.
+  const moved = ids.map(
+    (id) =>
+      ((status.get('A') as DeviceStatus).vms.find((v) => v.connection === id && v.role === 'source')
+        ?.report?.pathChanges ?? 0) > 0,
   );
-  assert.notEqual(relayOf[0]?.[0], relayOf[1]?.[0]);
+  relayOf.forEach((r, i) =>
+    assert.ok(
+      moved[i] === true ? r.length >= 1 : r.length === 1,
+      `relay VMs: ${JSON.stringify(relayOf)}, path changes: ${JSON.stringify(moved)}`,
+    ),
+  );
   const vconns = ids.map((id) => {
     const v = (status.get('A') as DeviceStatus).vconns.find((x) => x.connection === id);
     assert.ok(v !== undefined, `A has no record of ${id}`);
     return v;
   });
-  // The traced paths agree with where the relay VMs ran.
-  vconns.forEach((v, i) => assert.deepEqual(v.forwardPathNames, [relayOf[i]?.[0], 'D']));
+  // The traced paths agree with where the relay VMs ran, and the two relays differ.
+  vconns.forEach((v, i) => {
+    assert.equal(v.forwardPathNames?.length, 2);
+    assert.equal(v.forwardPathNames?.[1], 'D');
+    assert.ok(relayOf[i]?.includes(v.forwardPathNames?.[0] as string));
+  });
+  assert.notEqual(vconns[0]?.forwardPathNames?.[0], vconns[1]?.forwardPathNames?.[0]);
   // Every VM of these connections ran in its own worker thread.
   const threads = ['A', 'B', 'C', 'D'].flatMap((n) =>
     (status.get(n) as DeviceStatus).vms
