@@ -19,7 +19,14 @@
  * certificate | claim block (origin's signature over seq ‖ certificate).
  */
 import { VmeshError } from '../errors/index.ts';
-import { Reader, checkClaim, encodeClaim, nullSigner, readClaim } from '../routing/index.ts';
+import {
+  Reader,
+  checkClaim,
+  claimBlock,
+  encodeClaim,
+  nullSigner,
+  readClaim,
+} from '../routing/index.ts';
 import type { Claim, RoutingAction, RoutingSigner } from '../routing/index.ts';
 import { isDeviceId } from '../wire/index.ts';
 import type { DeviceId } from '../wire/index.ts';
@@ -278,13 +285,7 @@ export function encodeAnnounce(
   certificate: Uint8Array,
   claim: Claim | undefined,
 ): Buffer {
-  const keys = claim?.keys ?? new Uint8Array(0);
-  const sig = claim?.signature ?? new Uint8Array(0);
-  const block = Buffer.alloc(2 + keys.length + sig.length);
-  block[0] = keys.length;
-  block.set(keys, 1);
-  block[1 + keys.length] = sig.length;
-  block.set(sig, 2 + keys.length);
+  const block = claimBlock(claim ?? { keys: new Uint8Array(0), signature: new Uint8Array(0) });
   return Buffer.concat([announceHead(seq, hopLimit, certificate), block]);
 }
 

@@ -15,7 +15,15 @@ export type {
 export { ProtocolRegistry, builtinProtocols, validateDescriptor } from './registry.ts';
 export { loadProtocolModule } from './plugins.ts';
 export { Reader } from './ids.ts';
-export { checkClaim, claimBytes, encodeClaim, nullSigner, readClaim } from './signing.ts';
+export {
+  checkClaim,
+  claimBlock,
+  encodeClaim,
+  nullSigner,
+  readClaim,
+  sameClaim,
+  signsNothing,
+} from './signing.ts';
 export type { Claim, RoutingSigner } from './signing.ts';
 export { MAX_LINK_COST, costChanged, linkCost } from './cost.ts';
 export { linkState } from './link-state/index.ts';

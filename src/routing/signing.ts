@@ -12,6 +12,7 @@
  * bytes; sig 64 bytes). The simulator and unit tests use `nullSigner`: empty
  * keys and signature, accepted only by another null signer.
  */
+import { VmeshError } from '../errors/index.ts';
 import type { DeviceId } from '../wire/index.ts';
 import type { Reader } from './ids.ts';
 
@@ -39,19 +40,32 @@ export interface Claim {
 
 /** The block to append for `data` signed by `signer`. */
 export function encodeClaim(signer: RoutingSigner, data: Uint8Array): Buffer {
-  const sig = signer.sign(data);
-  const keys = signer.keys;
-  const out = Buffer.alloc(2 + keys.length + sig.length);
-  out[0] = keys.length;
-  out.set(keys, 1);
-  out[1 + keys.length] = sig.length;
-  out.set(sig, 2 + keys.length);
+  return claimBlock({ keys: signer.keys, signature: signer.sign(data) });
+}
+
+/** Encodes a claim (one received and kept, to relay it unchanged): `u8 k | keys | u8 s | sig`. */
+export function claimBlock(c: Claim): Buffer {
+  if (c.keys.length > 255 || c.signature.length > 255)
+    throw new VmeshError('VMESH_ERR_MALFORMED', 'claim too long');
+  const out = Buffer.alloc(2 + c.keys.length + c.signature.length);
+  out[0] = c.keys.length;
+  out.set(c.keys, 1);
+  out[1 + c.keys.length] = c.signature.length;
+  out.set(c.signature, 2 + c.keys.length);
   return out;
 }
 
-/** Size of a claim block from `signer`. */
-export function claimBytes(signer: RoutingSigner): number {
-  return 2 + signer.keys.length + signer.sign(new Uint8Array(0)).length;
+/** Whether two claims are the same bytes (a claim already verified need not be checked again). */
+export function sameClaim(a: Claim, b: Claim): boolean {
+  return (
+    Buffer.from(a.keys).equals(Buffer.from(b.keys)) &&
+    Buffer.from(a.signature).equals(Buffer.from(b.signature))
+  );
+}
+
+/** Whether `signer` signs nothing (the null signer of the simulator and unit tests). */
+export function signsNothing(signer: RoutingSigner): boolean {
+  return signer.keys.length === 0;
 }
 
 /** Reads a claim block (bounds-checked: overruns are VMESH_ERR_MALFORMED). */

@@ -25,7 +25,7 @@
  */
 import { VmeshError } from '../../errors/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
-import { checkClaim, nullSigner } from '../signing.ts';
+import { checkClaim, sameClaim, nullSigner } from '../signing.ts';
 import type { Claim, RoutingSigner } from '../signing.ts';
 import type {
   ForwardingTable,
@@ -287,13 +287,6 @@ class RateWindow {
 }
 
 const NO_CLAIM: Claim = { keys: new Uint8Array(0), signature: new Uint8Array(0) };
-
-function sameClaim(a: Claim, b: Claim): boolean {
-  return (
-    Buffer.from(a.keys).equals(Buffer.from(b.keys)) &&
-    Buffer.from(a.signature).equals(Buffer.from(b.signature))
-  );
-}
 
 function normalise(avoid: Iterable<DeviceId> | undefined): { key: string; list: DeviceId[] } {
   const list = [...new Set(avoid ?? [])].sort();

@@ -38,7 +38,7 @@
  */
 import { VmeshError } from '../../errors/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
-import { checkClaim, nullSigner } from '../signing.ts';
+import { checkClaim, sameClaim, nullSigner } from '../signing.ts';
 import type { Claim, RoutingSigner } from '../signing.ts';
 import { jittered } from '../timers.ts';
 import type {
@@ -267,13 +267,6 @@ function config(why: string): never {
 }
 
 const NO_CLAIM: Claim = { keys: new Uint8Array(0), signature: new Uint8Array(0) };
-
-function sameClaim(a: Claim, b: Claim): boolean {
-  return (
-    Buffer.from(a.keys).equals(Buffer.from(b.keys)) &&
-    Buffer.from(a.signature).equals(Buffer.from(b.signature))
-  );
-}
 
 function toCs(ms: number): number {
   return Math.max(1, Math.min(0xffff, Math.round(ms / 10)));

@@ -20,7 +20,7 @@ import { VmeshError } from '../../errors/index.ts';
 import { DEVICE_ID_BYTES, writeHexId } from '../../wire/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
 import { Reader } from '../ids.ts';
-import { checkClaim, nullSigner, readClaim } from '../signing.ts';
+import { checkClaim, sameClaim, nullSigner, readClaim } from '../signing.ts';
 import type { Claim, RoutingSigner } from '../signing.ts';
 import { jittered } from '../timers.ts';
 import type {
@@ -135,13 +135,6 @@ export function decodeAnnounce(body: Uint8Array): Announce {
   if (hopLimit > originHopLimit)
     throw new VmeshError('VMESH_ERR_MALFORMED', 'hop limit above the original');
   return { origin, seq, originHopLimit, hopLimit, hops, claim };
-}
-
-function sameClaim(a: Claim, b: Claim): boolean {
-  return (
-    Buffer.from(a.keys).equals(Buffer.from(b.keys)) &&
-    Buffer.from(a.signature).equals(Buffer.from(b.signature))
-  );
 }
 
 export function encodeFloodHello(seq: number): Buffer {

@@ -20,7 +20,7 @@ import { VmeshError } from '../../errors/index.ts';
 import { DEVICE_ID_BYTES, writeHexId } from '../../wire/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
 import { Reader } from '../ids.ts';
-import { readClaim } from '../signing.ts';
+import { claimBlock, readClaim } from '../signing.ts';
 import type { Claim } from '../signing.ts';
 
 export const LinkStateMessage = { HELLO: 1, LSA: 2 } as const;
@@ -102,17 +102,6 @@ function u32(v: number): number {
 
 function u8(v: number): number {
   return Math.max(0, Math.min(Math.round(v), 0xff));
-}
-
-/** A claim block: u8 keysLen | keys | u8 sigLen | sig. */
-function claimBlock(c: Claim): Buffer {
-  if (c.keys.length > 255 || c.signature.length > 255) throw malformed('claim too long');
-  const out = Buffer.alloc(2 + c.keys.length + c.signature.length);
-  out[0] = c.keys.length;
-  out.set(c.keys, 1);
-  out[1 + c.keys.length] = c.signature.length;
-  out.set(c.signature, 2 + c.keys.length);
-  return out;
 }
 
 const HELLO_ENTRY_BYTES = DEVICE_ID_BYTES + 2;

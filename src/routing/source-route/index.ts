@@ -28,7 +28,7 @@
  * this file for the RFC sections followed and left out.
  */
 import type { DeviceId } from '../../wire/index.ts';
-import { checkClaim, claimBytes, nullSigner } from '../signing.ts';
+import { checkClaim, nullSigner, signsNothing } from '../signing.ts';
 import type { RoutingSigner } from '../signing.ts';
 import { jittered } from '../timers.ts';
 import type {
@@ -381,7 +381,7 @@ class SourceRoute implements RoutingProtocol {
       jitter: init.jitter ?? 0.1,
     };
     this.signer = c.signer ?? nullSigner;
-    this.replyFromCache = this.o.replyFromCache && claimBytes(this.signer) === 2;
+    this.replyFromCache = this.o.replyFromCache && signsNothing(this.signer);
     this.requestBucket = new Bucket(this.o.requestRatePerSec, this.o.requestBurst);
     this.forwardBucket = new Bucket(this.o.forwardRatePerSec, this.o.forwardBurst);
   }

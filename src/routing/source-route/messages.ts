@@ -26,7 +26,7 @@ import { VmeshError } from '../../errors/index.ts';
 import { DEVICE_ID_BYTES, writeHexId } from '../../wire/index.ts';
 import type { DeviceId } from '../../wire/index.ts';
 import { Reader } from '../ids.ts';
-import { readClaim } from '../signing.ts';
+import { claimBlock, readClaim } from '../signing.ts';
 import type { Claim } from '../signing.ts';
 
 export const SourceRouteMessage = { RREQ: 1, RREP: 2, RERR: 3 } as const;
@@ -109,16 +109,6 @@ function writeIds(out: Buffer, pos: number, ids: readonly DeviceId[]): number {
     pos += DEVICE_ID_BYTES;
   }
   return pos;
-}
-
-function claimBlock(c: Claim): Buffer {
-  if (c.keys.length > 255 || c.signature.length > 255) throw malformed('claim too long');
-  const out = Buffer.alloc(2 + c.keys.length + c.signature.length);
-  out[0] = c.keys.length;
-  out.set(c.keys, 1);
-  out[1 + c.keys.length] = c.signature.length;
-  out.set(c.signature, 2 + c.keys.length);
-  return out;
 }
 
 function readIds(r: Reader, n: number): DeviceId[] {
